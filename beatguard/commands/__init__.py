@@ -1,0 +1,1 @@
+"""Subcommands of the ``beatguard`` command, one module each."""

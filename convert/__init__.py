@@ -1,0 +1,2 @@
+"""Workstation side: full-int8 TFLite conversion, op and parity checks, and
+the model bundle writer."""
