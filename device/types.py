@@ -112,6 +112,9 @@ class Beat:
         The beat window around R, resampled and normalized.
     rr_before_s : float
         Seconds since the previous beat (NaN for the first beat after a reset).
+    rr_avg_s : float
+        Mean of the recent RR intervals before this beat, in seconds (NaN
+        until there is one); ``rr_before_s / rr_avg_s`` measures prematurity.
     emitted_at_sample : int
         Stream index of the sample whose arrival completed this beat (the
         last sample of the window or of the detector's look-ahead).
@@ -120,6 +123,7 @@ class Beat:
     sample: int
     window: NDArray[np.float32]
     rr_before_s: float
+    rr_avg_s: float
     emitted_at_sample: int
 
 
