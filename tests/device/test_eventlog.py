@@ -197,3 +197,10 @@ def test_schema_table_documents_every_column_of_every_table():
     for table, column, _, meaning in SCHEMA:
         assert f"`{column}`" in md and meaning in md, (table, column)
     assert {t for t, *_ in SCHEMA} == set(TABLES)
+
+
+def test_eventlog_md_repeats_the_schema_table():
+    from pathlib import Path
+
+    md = (Path(__file__).resolve().parents[2] / "device" / "EVENTLOG.md").read_text()
+    assert schema_markdown() in md
