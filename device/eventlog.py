@@ -241,6 +241,25 @@ class EventLog:
             ) from err
         return int(cur.lastrowid)
 
+    def update_session(self, **values: Any) -> None:
+        """Fill in session fields learnt after the start (e.g. ``fs_hz``).
+
+        Failures are logged, not raised: the session row is a summary.
+        """
+        unknown = set(values) - set(_columns("sessions"))
+        if unknown:
+            raise EventLogError(f"event log: unknown session fields {sorted(unknown)}")
+        if self._db is None or not values:
+            return
+        sets = ", ".join(f"{k}=?" for k in values)
+        try:
+            self._db.execute(
+                f"UPDATE sessions SET {sets} WHERE id=?",
+                [*values.values(), self.session],
+            )
+        except sqlite3.DatabaseError as err:
+            logger.error("event log %s: cannot update the session (%s)", self.path, err)
+
     # Adding rows (kept until commit) --------------------------------------
 
     def _add(self, table: str, values: dict[str, Any]) -> None:
