@@ -1,0 +1,333 @@
+"""Streaming QRS detector: energy peaks, adaptive thresholds, search-back.
+
+The detector follows the Pan-Tompkins / Hamilton-Tompkins family. From the
+band-passed ECG it derives a QRS energy signal (5-15 Hz band-pass,
+derivative, square, 150 ms moving average). Local maxima of that energy
+are candidates; a candidate is a QRS when it exceeds an adaptive threshold
+set between the median of the last eight QRS peaks and the median of the
+last eight noise peaks. A candidate within 360 ms of the previous QRS whose
+steepest slope is under half the previous QRS's is a T wave. When no QRS
+has come for 1.66 mean RR intervals, the largest candidate since the last
+QRS above half the threshold is taken (search-back). The R peak is placed
+at the largest absolute value of the band-passed ECG just before the
+energy peak, so inverted electrodes give the same beats.
+
+Every parameter is in seconds, so the detector works at any sample rate
+from about 200 Hz up. Its look-ahead is bounded: a candidate is confirmed
+``peak_half_width_s`` (0.2 s) after its energy peak, which lies about
+0.1 s after R, so ordinary beats are confirmed about 0.3 s after R; beats
+found by search-back are confirmed when the search-back fires (at most
+``1.66 * 3 s`` after the previous beat). Samples marked unusable (bad signal
+quality) yield no candidates and leave the thresholds untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import signal
+from scipy.ndimage import maximum_filter1d
+
+from beatguard.device.filters import StreamingFilter, design_bandpass
+from beatguard.device.history import SampleHistory
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Detection:
+    """A confirmed QRS complex.
+
+    Attributes
+    ----------
+    sample : int
+        Stream index of the R peak (largest absolute band-passed value).
+    confirmed_at : int
+        Stream index of the sample whose arrival confirmed the detection.
+    energy : float
+        Height of the QRS energy peak, in (mV/s)^2.
+    searched_back : bool
+        True when found by search-back under the normal threshold.
+    """
+
+    sample: int
+    confirmed_at: int
+    energy: float
+    searched_back: bool
+
+
+@dataclass
+class _Candidate:
+    index: int  # stream index of the energy peak
+    energy: float
+    slope: float  # steepest |derivative| of the QRS band, mV/s
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    """Tunable constants of :class:`QRSDetector`, all in seconds or ratios."""
+
+    band_hz: tuple[float, float] = (5.0, 15.0)
+    integration_s: float = 0.15
+    peak_half_width_s: float = 0.2
+    refractory_s: float = 0.2
+    t_wave_s: float = 0.36
+    r_search_s: float = 0.25
+    slope_search_s: float = 0.2
+    learn_s: float = 2.0
+    threshold_ratio: float = 0.3125
+    search_back_rr: float = 1.66
+    search_back_ratio: float = 0.5
+    rr_default_s: float = 1.0
+    rr_min_s: float = 0.2
+    rr_max_s: float = 3.0
+    memory_beats: int = 8
+
+
+class QRSDetector:
+    """Find R peaks in a band-passed ECG stream.
+
+    Parameters
+    ----------
+    fs_hz : float
+        Sample rate in hertz.
+    settings : DetectorSettings, optional
+        Thresholds and time constants.
+    start : int
+        Stream index of the first sample that will be fed.
+
+    Notes
+    -----
+    Look-ahead: ``settings.peak_half_width_s`` after the energy peak for
+    ordinary detections (about 0.3 s after R); search-back detections come
+    later (see the module docstring). Feeding the stream in any chunking
+    gives identical detections.
+    """
+
+    def __init__(
+        self,
+        fs_hz: float,
+        settings: DetectorSettings | None = None,
+        start: int = 0,
+    ) -> None:
+        self.fs_hz = float(fs_hz)
+        self.settings = s = settings or DetectorSettings()
+        fs = self.fs_hz
+        self._band = StreamingFilter(design_bandpass(fs, *s.band_hz))
+        self._deriv_b = np.array([2.0, 1.0, 0.0, -1.0, -2.0]) * fs / 8.0
+        n_int = max(1, int(round(s.integration_s * fs)))
+        self._int_b = np.full(n_int, 1.0 / n_int)
+        self._half = max(1, int(round(s.peak_half_width_s * fs)))
+        self._refractory = int(round(s.refractory_s * fs))
+        self._t_wave = int(round(s.t_wave_s * fs))
+        self._r_search = int(round(s.r_search_s * fs))
+        self._slope_search = int(round(s.slope_search_s * fs))
+        self._learn = int(round(s.learn_s * fs))
+        keep = int(round(1.5 * fs)) + 2 * self._half
+        self._ecg = SampleHistory(keep, np.float64, start)
+        self._energy = SampleHistory(keep, np.float64, start)
+        self._slope = SampleHistory(keep, np.float64, start)
+        self._usable = SampleHistory(keep, np.bool_, start)
+        self.reset(start)
+
+    @property
+    def delay_s(self) -> float:
+        """Look-ahead of an ordinary detection behind its R peak, seconds."""
+        return self.settings.peak_half_width_s + self.settings.r_search_s
+
+    def reset(self, start: int = 0) -> None:
+        """Forget all state; the next sample fed has stream index ``start``."""
+        self._band.reset()
+        self._deriv_zi = np.zeros(len(self._deriv_b) - 1)
+        self._int_zi = np.zeros(len(self._int_b) - 1)
+        for history in (self._ecg, self._energy, self._slope, self._usable):
+            history.reset(start)
+        self._start = int(start)
+        self._next = int(start) + self._half  # next index examined for a peak
+        self._learn_until = int(start) + self._learn
+        self._learning = True
+        self._pending: list[_Candidate] = []  # found, not yet classified
+        self._noise_since_qrs: list[_Candidate] = []
+        n = self.settings.memory_beats
+        self._qrs_peaks: deque[float] = deque(maxlen=n)
+        self._noise_peaks: deque[float] = deque(maxlen=n)
+        self._rr: deque[int] = deque(maxlen=n)
+        self._last_qrs: int | None = None  # energy-peak index of the last QRS
+        self._last_slope = 0.0
+        self._deadline: int | None = None
+
+    # Feeding ---------------------------------------------------------------
+
+    def process(
+        self, ecg_mv: NDArray[np.float64], usable: NDArray[np.bool_]
+    ) -> list[Detection]:
+        """Feed the next chunk; return the detections it confirmed.
+
+        Parameters
+        ----------
+        ecg_mv : NDArray[np.float64], shape (n,)
+            Band-passed ECG in millivolts; NaN where samples are missing.
+        usable : NDArray[np.bool_], shape (n,)
+            False where the signal quality is bad (no candidates there).
+
+        Returns
+        -------
+        list[Detection]
+            In order of R sample.
+        """
+        ecg_mv = np.asarray(ecg_mv, dtype=np.float64)
+        if ecg_mv.size == 0:
+            return []
+        self._append(ecg_mv, np.asarray(usable, dtype=bool))
+        self._find_candidates(self._energy.end - self._half)
+        return self._classify(self._energy.end - self._half)
+
+    def finish(self) -> list[Detection]:
+        """End of stream: examine the last samples without look-ahead."""
+        end = self._energy.end
+        self._find_candidates(end, at_end=True)
+        return self._classify(end, at_end=True)
+
+    def _append(self, ecg_mv: NDArray[np.float64], usable: NDArray[np.bool_]) -> None:
+        band = self._band.process(ecg_mv)
+        band = np.where(np.isfinite(band), band, 0.0)
+        deriv, self._deriv_zi = signal.lfilter(
+            self._deriv_b, 1.0, band, zi=self._deriv_zi
+        )
+        energy, self._int_zi = signal.lfilter(
+            self._int_b, 1.0, deriv * deriv, zi=self._int_zi
+        )
+        self._ecg.append(np.where(np.isfinite(ecg_mv), ecg_mv, 0.0))
+        self._energy.append(energy)
+        self._slope.append(np.abs(deriv))
+        self._usable.append(usable & np.isfinite(ecg_mv))
+
+    # Candidates ------------------------------------------------------------
+
+    def _find_candidates(self, stop: int, at_end: bool = False) -> None:
+        """Local energy maxima at indices ``self._next`` .. ``stop - 1``."""
+        a, h = self._next, self._half
+        if stop <= a:
+            return
+        lo = max(a - h, self._energy.first)
+        hi = min(stop + h, self._energy.end)
+        seg = self._energy.get(lo, hi)
+        peak = maximum_filter1d(seg, size=2 * h + 1, mode="constant", cval=-np.inf)
+        idx = np.arange(a, stop)
+        core = seg[idx - lo]
+        prev = seg[idx - lo - 1]
+        ok = self._usable.get(a, stop)
+        is_peak = (core >= peak[idx - lo]) & (core > prev) & (core > 0.0) & ok
+        for i in idx[is_peak].tolist():
+            self._pending.append(_Candidate(i, float(seg[i - lo]), self._slope_at(i)))
+        self._next = stop
+
+    def _slope_at(self, i: int) -> float:
+        a = max(i - self._slope_search, self._slope.first)
+        return float(self._slope.get(a, i + 1).max())
+
+    # Classification --------------------------------------------------------
+
+    def _classify(self, known_until: int, at_end: bool = False) -> list[Detection]:
+        """Decide on candidates; all candidates before ``known_until`` exist."""
+        found: list[Detection] = []
+        while self._learning:
+            if known_until < self._learn_until and not at_end:
+                return found
+            early = [c.energy for c in self._pending if c.index < self._learn_until]
+            if early:
+                self._qrs_peaks.extend([max(early)] * self.settings.memory_beats)
+                self._learning = False
+            elif at_end and not self._pending:
+                return found
+            else:
+                self._learn_until += self._learn  # nothing usable yet: learn on
+        confirm = known_until + self._half - 1
+        while True:
+            nxt = self._pending[0] if self._pending else None
+            d = self._deadline
+            if d is not None and d <= known_until and (nxt is None or nxt.index >= d):
+                beat = self._search_back(d, confirm if at_end else d + self._half)
+                if beat is not None:
+                    found.append(beat)
+                continue
+            if nxt is None:
+                break
+            self._pending.pop(0)
+            beat = self._decide(nxt)
+            if beat is not None:
+                found.append(beat)
+        return found
+
+    def _threshold(self) -> float:
+        qrs = float(np.median(self._qrs_peaks))
+        noise = float(np.median(self._noise_peaks)) if self._noise_peaks else 0.0
+        return noise + self.settings.threshold_ratio * (qrs - noise)
+
+    def _decide(self, c: _Candidate) -> Detection | None:
+        since = None if self._last_qrs is None else c.index - self._last_qrs
+        if since is not None and since < self._refractory:
+            return None
+        if c.energy > self._threshold():
+            is_t_wave = (
+                since is not None
+                and since < self._t_wave
+                and c.slope < 0.5 * self._last_slope
+            )
+            if not is_t_wave:
+                return self._accept(c, c.index + self._half, searched_back=False)
+        self._noise_peaks.append(c.energy)
+        self._noise_since_qrs.append(c)
+        return None
+
+    def _search_back(self, deadline: int, confirmed_at: int) -> Detection | None:
+        floor = self.settings.search_back_ratio * self._threshold()
+        best = None
+        for c in self._noise_since_qrs:
+            if c.index >= deadline or c.energy <= floor:
+                continue
+            since = c.index - self._last_qrs
+            if since < self._refractory:
+                continue
+            if since < self._t_wave and c.slope < 0.5 * self._last_slope:
+                continue
+            if best is None or c.energy > best.energy:
+                best = c
+        self._deadline = None
+        if best is None:
+            return None
+        return self._accept(best, max(confirmed_at, best.index + self._half), True)
+
+    def _accept(
+        self, c: _Candidate, confirmed_at: int, searched_back: bool
+    ) -> Detection:
+        s = self.settings
+        if self._last_qrs is not None:
+            rr = c.index - self._last_qrs
+            if s.rr_min_s * self.fs_hz <= rr <= s.rr_max_s * self.fs_hz:
+                self._rr.append(rr)
+        if searched_back:
+            qrs = float(np.median(self._qrs_peaks))
+            self._qrs_peaks.append(0.25 * c.energy + 0.75 * qrs)
+        else:
+            self._qrs_peaks.append(c.energy)
+        self._last_qrs = c.index
+        self._last_slope = c.slope
+        self._noise_since_qrs = [n for n in self._noise_since_qrs if n.index > c.index]
+        rr_mean = np.mean(self._rr) if self._rr else s.rr_default_s * self.fs_hz
+        self._deadline = c.index + int(round(s.search_back_rr * rr_mean))
+        return Detection(
+            sample=self._locate_r(c.index),
+            confirmed_at=int(confirmed_at),
+            energy=c.energy,
+            searched_back=searched_back,
+        )
+
+    def _locate_r(self, peak_index: int) -> int:
+        a = max(peak_index - self._r_search, self._ecg.first)
+        seg = self._ecg.get(a, peak_index + 1)
+        return a + int(np.argmax(np.abs(seg)))
