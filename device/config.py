@@ -47,6 +47,8 @@ class Setting:
         Value when neither the file nor a flag gives one (None: unset).
     help : str
         What it means, with its unit.
+    metavar : str
+        Name of the value in ``--help`` (default: the type's name).
     """
 
     section: str
@@ -55,6 +57,7 @@ class Setting:
     kind: type
     default: Any
     help: str
+    metavar: str = ""
 
     @property
     def dest(self) -> str:
@@ -66,26 +69,34 @@ _ALERT = AlertSettings()
 SETTINGS: tuple[Setting, ...] = (
     Setting("link", "port", "--port", str, None,
             "serial port or pyserial URL of the board (e.g. /dev/beatguard, "
-            "/dev/ttyACM0, socket://host:port)"),
+            "/dev/ttyACM0, socket://host:port)", "PORT"),
     Setting("link", "baud", "--baud", int, 115200, "serial speed in baud"),
     Setting("link", "text_fs_hz", "--text-fs-hz", float, None,
             "read the plain-text stream of AD8232 example sketches (one number "
             "per line) at this sample rate in Hz; unset: beatguard's framed "
             "protocol, whose rate the board announces"),
+    Setting("link", "text_gain_counts_per_mv", "--text-gain-counts-per-mv", float,
+            225.0,
+            "text mode only: ADC counts per millivolt (AD8232 gain 1100 into a "
+            "10-bit 5 V ADC is about 225)"),
+    Setting("link", "text_baseline_counts", "--text-baseline-counts", float, 512.0,
+            "text mode only: ADC count of 0 mV (the AD8232 reference, mid-rail)"),
+    Setting("link", "text_adc_bits", "--text-adc-bits", int, 10,
+            "text mode only: ADC resolution in bits (0: no saturation check)"),
     Setting("link", "reconnect", "--reconnect", bool, True,
             "reopen a vanished port with back-off (--no-reconnect: stop when "
             "the port goes away, e.g. at the end of a replayed record)"),
     Setting("model", "dir", "--model", str, None,
             "model bundle folder (model.tflite + model.json) made by "
-            "`beatguard train` and `beatguard convert`"),
+            "`beatguard train` and `beatguard convert`", "DIR"),
     Setting("events", "path", "--events", str, "beatguard-events.sqlite",
-            "SQLite event log file; each start appends a new session"),
+            "SQLite event log file; each start appends a new session", "FILE"),
     Setting("events", "max_size_mb", "--events-max-size-mb", float, None,
             "cap on the event log size in MB; reaching it is handled like a "
             "full disk (rows kept in memory, one error line, retries)"),
     Setting("record", "dir", "--record", str, None,
             "also write the raw stream and the runtime's beat labels as a WFDB "
-            "record in this folder (record name: beatguard-<session>)"),
+            "record in this folder (record name: beatguard-<session>)", "DIR"),
     Setting("alerts", "run_beats", "--run-beats", int, _ALERT.run_beats,
             "consecutive abnormal beats that sound a run alert"),
     Setting("alerts", "burden_share", "--burden-share", float, _ALERT.burden_share,
@@ -108,7 +119,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("buzzer", "enabled", "--buzzer", bool, True,
             "sound alerts on a GPIO buzzer (--no-buzzer: silent)"),
     Setting("buzzer", "pin", "--buzzer-pin", str, "18",
-            "GPIO pin of the buzzer, BCM number or gpiozero name (BOARD12)"),
+            "GPIO pin of the buzzer, BCM number or gpiozero name (BOARD12)", "PIN"),
     Setting("buzzer", "active_high", "--buzzer-active-high", bool, True,
             "the buzzer sounds when its pin is high (--no-buzzer-active-high: "
             "when low)"),
@@ -152,7 +163,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                 dest=s.dest,
                 type=s.kind,
                 default=None,
-                metavar=s.kind.__name__.upper(),
+                metavar=s.metavar or s.kind.__name__.upper(),
                 help=help_text,
             )
 
