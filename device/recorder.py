@@ -56,6 +56,10 @@ class StreamRecorder:
         Length of each written record; None keeps everything for ``close``.
     first_sample : int
         Stream index of the first sample this recorder will see.
+    hold_s : float
+        A segment is written once the stream is this far past its end, so
+        the labels of beats near its end (which the chain reports a little
+        after their R peak) are in it.
     """
 
     def __init__(
@@ -68,6 +72,7 @@ class StreamRecorder:
         adc_bits: int,
         segment_minutes: float | None = 60.0,
         first_sample: int = 0,
+        hold_s: float = 10.0,
     ) -> None:
         self.folder = Path(folder)
         self.name = name
@@ -78,6 +83,7 @@ class StreamRecorder:
         self._segment_samples = (
             None if segment_minutes is None else round(segment_minutes * 60 * fs_hz)
         )
+        self._hold_samples = round(hold_s * fs_hz)
         self._part = 0
         self._start = int(first_sample)  # stream index of the segment's sample 0
         self._counts: list[np.ndarray] = []
@@ -117,25 +123,28 @@ class StreamRecorder:
         )
 
     def _append(self, counts: np.ndarray, leads_off: np.ndarray) -> None:
-        while len(counts):
-            room = (
-                len(counts)
-                if self._segment_samples is None
-                else self._segment_samples - self._n
-            )
-            self._counts.append(counts[:room])
-            self._leads_off.append(leads_off[:room])
-            self._n += len(counts[:room])
-            counts, leads_off = counts[room:], leads_off[room:]
-            if self._segment_samples is not None and self._n >= self._segment_samples:
-                self.flush()
+        self._counts.append(counts)
+        self._leads_off.append(leads_off)
+        self._n += len(counts)
+        if self._segment_samples is None:
+            return
+        while self._n >= self._segment_samples + self._hold_samples:
+            self._write(self._segment_samples)
 
     def add_beat(self, sample: int, label: str) -> None:
         """Label the beat whose R peak is at stream index ``sample``."""
+        if sample < self._start:
+            logger.warning(
+                "recording %s: label for sample %d came after its segment was "
+                "written; dropped",
+                self.name,
+                sample,
+            )
+            return
         self._beats.append((int(sample), label))
 
     def flush(self) -> Path | None:
-        """Write the samples held as one record and start the next segment.
+        """Write every sample held as one record and start the next segment.
 
         Returns
         -------
@@ -148,12 +157,16 @@ class StreamRecorder:
         RecordFormatError
             The files cannot be written.
         """
-        if self._n == 0:
-            return None
+        return self._write(self._n) if self._n else None
+
+    def _write(self, n: int) -> Path:
         counts = np.concatenate(self._counts)
         leads_off = np.concatenate(self._leads_off)
-        end = self._start + self._n
-        mine = [(s, lab) for s, lab in self._beats if self._start <= s < end]
+        self._counts, self._leads_off = [counts[n:]], [leads_off[n:]]
+        self._n -= n
+        counts, leads_off = counts[:n], leads_off[:n]
+        end = self._start + n
+        mine = [(s, lab) for s, lab in self._beats if s < end]
         self._beats = [(s, lab) for s, lab in self._beats if s >= end]
         annotations = Annotations(
             np.array([s - self._start for s, _ in mine], dtype=np.int64),
@@ -177,13 +190,12 @@ class StreamRecorder:
         logger.info(
             "recording: wrote %s (%.1f min, %d beats)",
             path,
-            self._n / self.fs_hz / 60,
+            n / self.fs_hz / 60,
             len(mine),
         )
         self.written.append(path)
         self._part += 1
         self._start = end
-        self._counts, self._leads_off, self._n = [], [], 0
         return path
 
     def close(self) -> None:
