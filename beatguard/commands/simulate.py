@@ -1,0 +1,144 @@
+"""``beatguard simulate RECORD``: replay a record as a board would.
+
+Creates a pseudo-terminal, prints the path a client should open as the
+first line on standard output, waits for a client (opening an Uno's port
+resets it), then writes the record as beatguard frames (or text lines with
+``--text``) at real-time pace or ``--speed`` times faster, with the faults
+asked for, and exits when the record ends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+from beatguard.device.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def _interval(text: str) -> tuple[float, float]:
+    try:
+        start, duration = (float(part) for part in text.split(":"))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(
+            f"expected START_S:DURATION_S (e.g. 120:30), not {text!r}"
+        ) from err
+    if start < 0 or duration <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: start >= 0 and duration > 0")
+    return start, duration
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("record", help="WFDB record (e.g. ../shared/data/mitdb/106)")
+    parser.add_argument("--channel", type=int, default=0, help="signal number")
+    parser.add_argument(
+        "--start-minute", type=float, default=0.0, help="replay from this minute"
+    )
+    parser.add_argument(
+        "--minutes", type=float, default=None, help="replay this many minutes"
+    )
+    parser.add_argument(
+        "--speed", type=float, default=1.0, help="times faster than real time"
+    )
+    parser.add_argument(
+        "--text",
+        action="store_true",
+        help="send one number per line ('!' while leads are off), like the "
+        "AD8232 example sketches, instead of beatguard frames",
+    )
+    parser.add_argument(
+        "--link",
+        metavar="PATH",
+        help="keep a symlink here to the current pty (removed while unplugged)",
+    )
+    faults = parser.add_argument_group("faults")
+    faults.add_argument(
+        "--corrupt-rate", type=float, default=0.0, help="probability per byte"
+    )
+    faults.add_argument("--drop-rate", type=float, default=0.0, help="per byte")
+    faults.add_argument(
+        "--leads-off",
+        type=_interval,
+        action="append",
+        default=[],
+        metavar="START_S:DURATION_S",
+        help="an electrode off for DURATION_S from START_S of the replay (repeatable)",
+    )
+    outages = faults.add_mutually_exclusive_group()
+    outages.add_argument(
+        "--disconnects", type=int, default=0, help="port outages spread over the run"
+    )
+    outages.add_argument(
+        "--disconnect-every",
+        type=float,
+        metavar="S",
+        help="a port outage every S seconds of record time",
+    )
+    faults.add_argument(
+        "--outage-s", type=float, default=1.0, help="wall seconds each outage lasts"
+    )
+    faults.add_argument(
+        "--board-resets",
+        type=int,
+        default=0,
+        help="board reboots (boot text, counter from zero) spread over the run",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the faults")
+    parser.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="stream at once instead of waiting for a client to open the port",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from beatguard.firmware_bridge.simulator import BoardSimulator, Faults
+
+    if args.speed <= 0:
+        raise ConfigError(f"--speed must be positive, not {args.speed}")
+    try:
+        faults = Faults(
+            corrupt_rate=args.corrupt_rate,
+            drop_rate=args.drop_rate,
+            leads_off=tuple(args.leads_off),
+            disconnects=args.disconnects,
+            disconnect_every_s=args.disconnect_every,
+            outage_s=args.outage_s,
+            board_resets=args.board_resets,
+        )
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    stop = threading.Event()
+    sim = BoardSimulator.from_record(
+        args.record,
+        channel=args.channel,
+        start_minute=args.start_minute,
+        minutes=args.minutes,
+        speed=args.speed,
+        text=args.text,
+        faults=faults,
+        link_path=args.link,
+        wait_for_client=not args.no_wait,
+        seed=args.seed,
+        stop_event=stop,
+    )
+    print(sim.path, flush=True)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    sim.start()
+    while not sim.join(timeout_s=0.2):
+        pass
+    sim.stop()
+    s = sim.stats
+    print(
+        f"sent {s.samples_sent} samples ({s.samples_skipped} skipped), "
+        f"{s.bytes_written} bytes ({s.bytes_corrupted} corrupted, "
+        f"{s.bytes_dropped} dropped), {len(s.outages)} outage(s), "
+        f"{len(s.resets)} reset(s)",
+        file=sys.stderr,
+    )
+    return 130 if stop.is_set() and sim.stats.samples_sent < len(sim.counts) else 0
