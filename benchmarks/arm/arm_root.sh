@@ -38,6 +38,7 @@ REQUIREMENTS="$HERE/requirements-arm64.txt"
 CPUINFO="$HERE/cpuinfo-pi4"
 QEMU_CPU_MODEL=${BEATGUARD_QEMU_CPU:-cortex-a72}
 VENV_IN_ROOT=/opt/beatguard/venv
+HOST_CA_BUNDLE=${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}
 STATE_DIR="$ARM_ROOT/.beatguard"
 
 log() { printf '[arm-root %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
@@ -85,6 +86,8 @@ enter_root() {
     mount --rbind /dev "$ARM_ROOT/dev"
     mount --rbind /sys "$ARM_ROOT/sys"
     cp /etc/resolv.conf "$ARM_ROOT/etc/resolv.conf"
+    # The host's CA bundle, which may hold a local proxy's certificate.
+    cp "$HOST_CA_BUNDLE" "$ARM_ROOT/etc/ssl/host-ca-certificates.crt"
     local bind src dst
     for bind in "${binds[@]}"; do
         src=${bind%%:*}
@@ -96,6 +99,8 @@ enter_root() {
         PATH="$VENV_IN_ROOT/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
         HOME=/root LANG=C.UTF-8 TERM=dumb QEMU_CPU="$QEMU_CPU_MODEL" \
         PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_DEFAULT_TIMEOUT=180 \
+        PIP_CERT=/etc/ssl/host-ca-certificates.crt \
+        SSL_CERT_FILE=/etc/ssl/host-ca-certificates.crt \
         PYTHONDONTWRITEBYTECODE=1 \
         ${BEATGUARD_ARM_ENV:-} "$@"
 }

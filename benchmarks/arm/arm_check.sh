@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# `make arm-check`: the device side of beatguard, checked on aarch64 under
+# qemu-user against the same work done here on x86_64.
+#
+# Steps (each one prints its wall time; any failure stops the check):
+#   1. the arm64 root (arm_root.sh build: built once per machine, then reused)
+#   2. x86_64 reference: a model bundle (trained and converted here, kept in
+#      the output folder), a fixed set of beats of record 106 cut by the
+#      signal chain, their int8 scores with ai-edge-litert and with
+#      tflite-runtime 2.14 (legacy venv), and one minute of record 106 from
+#      `beatguard simulate` into `beatguard run` on a pseudo-terminal
+#   3. aarch64: beatguard[device] installed into the root from this checkout,
+#      the TensorFlow-free tests, the same beats scored with ai-edge-litert
+#      and (second venv in the root) tflite-runtime 2.14 with numpy<2, and
+#      the same one-minute pseudo-terminal run
+#   4. comparison: scores byte for byte, logged beats and labels equal
+#
+# Environment:
+#   BEATGUARD_ARM_ROOT     where the root is cached (see arm_root.sh)
+#   BEATGUARD_ARM_OUT      output folder (default build/arm-check)
+#   BEATGUARD_SHARED_DATA  the ECG data (default ../shared/data)
+#   BEATGUARD_QEMU_CPU     emulated CPU model (default cortex-a72, a Pi 4)
+#
+# Exit status: 0 all equal, 1 a check failed, 2 the root could not be built.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+OUT=${BEATGUARD_ARM_OUT:-$REPO/build/arm-check}
+SHARED_DATA=$(cd "${BEATGUARD_SHARED_DATA:-$REPO/../shared/data}" 2>/dev/null && pwd) \
+    || { echo "arm-check: error: no ECG data at ${BEATGUARD_SHARED_DATA:-$REPO/../shared/data}" >&2; exit 1; }
+ARM_ROOT=${BEATGUARD_ARM_ROOT:-/var/cache/beatguard/arm64-bookworm}
+export BEATGUARD_ARM_ROOT=$ARM_ROOT
+HOST_PY=${BEATGUARD_HOST_PYTHON:-$REPO/.venv/bin/python}
+HOST_BIN=$(dirname "$HOST_PY")
+LEGACY_X86=$OUT/legacy-venv-x86_64
+ARM_VENV=/opt/beatguard/venv
+ARM_LEGACY=/opt/beatguard/legacy
+RECORD=106
+PTY_SECONDS=${BEATGUARD_ARM_PTY_SECONDS:-60}
+
+mkdir -p "$OUT"
+CHECK_START=$SECONDS
+TIMES=()
+
+log() { printf '[arm-check %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+fail() { printf 'arm-check: FAILED: %s\n' "$*" >&2; exit 1; }
+
+# step NAME CMD...: run CMD, record its wall time.
+step() {
+    local name=$1 t0=$SECONDS
+    shift
+    log "== $name"
+    "$@" || fail "$name (see the lines above)"
+    TIMES+=("$(printf '%-44s %5d s' "$name" $((SECONDS - t0)))")
+}
+
+# in_arm CMD...: run CMD inside the root, checkout at /src, data, output.
+in_arm() {
+    BEATGUARD_ARM_ENV="BEATGUARD_SHARED_DATA=/shared/data BEATGUARD_EXPECT_EMULATION=1" \
+        bash "$HERE/arm_root.sh" run \
+        --bind "$REPO:/src" --bind "$SHARED_DATA:/shared/data" --bind "$OUT:/out" \
+        -- "$@"
+}
+
+build_root() {
+    bash "$HERE/arm_root.sh" build || {
+        echo "arm-check: error: the arm64 root at $ARM_ROOT could not be built" >&2
+        exit 2
+    }
+}
+
+x86_bundle() {
+    "$HOST_PY" "$HERE/fixed_beats.py" bundle --out "$OUT/bundle" \
+        --record-path "$SHARED_DATA/mitdb/$RECORD"
+}
+
+x86_beats() {
+    "$HOST_PY" "$HERE/fixed_beats.py" cut --data "$SHARED_DATA/mitdb" \
+        --record "$RECORD" --bundle "$OUT/bundle" --out "$OUT/beats-$RECORD.npz"
+}
+
+# score PYTHON INTERPRETER OUTFILE [OUT-prefix]
+x86_score() {
+    "$1" "$HERE/fixed_beats.py" score --bundle "$OUT/bundle" \
+        --beats "$OUT/beats-$RECORD.npz" --interpreter "$2" --out "$OUT/$3"
+}
+
+arm_score() {
+    in_arm "$1/bin/python" /src/benchmarks/arm/fixed_beats.py score \
+        --bundle /out/bundle --beats "/out/beats-$RECORD.npz" \
+        --interpreter "$2" --out "/out/$3"
+}
+
+x86_legacy_env() { bash "$REPO/benchmarks/legacy_tflite.sh" "$LEGACY_X86"; }
+
+arm_install() {
+    in_arm bash -c "set -e
+        rm -rf /tmp/beatguard-src && mkdir /tmp/beatguard-src
+        tar -C /src --exclude=.git --exclude=.venv --exclude=build --exclude='*.egg-info' \
+            --exclude=runs --exclude=demo-output -cf - . | tar -C /tmp/beatguard-src -xf -
+        $ARM_VENV/bin/pip install --quiet --no-deps --no-build-isolation \
+            --force-reinstall /tmp/beatguard-src
+        $ARM_VENV/bin/python -c 'import beatguard.device, platform; print(\"beatguard on\", platform.machine())'"
+}
+
+arm_legacy_env() {
+    in_arm bash /src/benchmarks/legacy_tflite.sh --python /usr/bin/python3 "$ARM_LEGACY"
+}
+
+# The tests that need no TensorFlow: the device and the serial link, and
+# this check's own tests. Tests elsewhere that import TensorFlow are skipped
+# by their importorskip when run here.
+ARM_TESTS=(tests/device tests/firmware_bridge tests/arm)
+
+arm_tests() {
+    local present=()
+    for t in "${ARM_TESTS[@]}"; do [ -e "$REPO/$t" ] && present+=("$t"); done
+    in_arm bash -c "cd /src && $ARM_VENV/bin/python -m pytest -q -p no:cacheprovider \
+        -m 'not slow' ${present[*]}"
+}
+
+pty_run() {  # PYTHON-BIN-DIR LABEL
+    "$1/python" "$HERE/pty_run.py" --bin "$1" --data "$SHARED_DATA/mitdb" \
+        --record "$RECORD" --seconds "$PTY_SECONDS" --bundle "$OUT/bundle" \
+        --out "$OUT/pty-$2.json"
+}
+
+arm_pty_run() {
+    in_arm "$ARM_VENV/bin/python" /src/benchmarks/arm/pty_run.py --bin "$ARM_VENV/bin" \
+        --data /shared/data/mitdb --record "$RECORD" --seconds "$PTY_SECONDS" \
+        --bundle /out/bundle --out /out/pty-aarch64.json
+}
+
+compare_scores() {  # A B
+    "$HOST_PY" "$HERE/fixed_beats.py" compare "$OUT/$1" "$OUT/$2"
+}
+
+compare_pty() { "$HOST_PY" "$HERE/pty_run.py" compare "$OUT/pty-x86_64.json" "$OUT/pty-aarch64.json"; }
+
+exec 9>"$ARM_ROOT.lock" 2>/dev/null || { mkdir -p "$(dirname "$ARM_ROOT")"; exec 9>"$ARM_ROOT.lock"; }
+flock -n 9 || { log "another arm-check holds $ARM_ROOT.lock; waiting"; flock 9; }
+
+step "arm64 root (cached at $ARM_ROOT)" build_root
+step "x86_64: model bundle" x86_bundle
+step "x86_64: fixed beats of record $RECORD" x86_beats
+step "x86_64: scores, ai-edge-litert" x86_score "$HOST_PY" ai-edge-litert scores-x86_64-ai-edge-litert.bin
+step "x86_64: legacy venv (tflite-runtime 2.14)" x86_legacy_env
+step "x86_64: scores, tflite-runtime 2.14" x86_score "$LEGACY_X86/bin/python" tflite-runtime scores-x86_64-tflite-runtime.bin
+step "x86_64: one minute on a pty" pty_run "$HOST_BIN" x86_64
+step "aarch64: install beatguard[device]" arm_install
+step "aarch64: TensorFlow-free tests" arm_tests
+step "aarch64: scores, ai-edge-litert" arm_score "$ARM_VENV" ai-edge-litert scores-aarch64-ai-edge-litert.bin
+step "aarch64: legacy venv (tflite-runtime 2.14)" arm_legacy_env
+step "aarch64: scores, tflite-runtime 2.14" arm_score "$ARM_LEGACY" tflite-runtime scores-aarch64-tflite-runtime.bin
+step "aarch64: one minute on a pty" arm_pty_run
+step "compare: ai-edge-litert aarch64 = x86_64" compare_scores scores-x86_64-ai-edge-litert.bin scores-aarch64-ai-edge-litert.bin
+step "compare: tflite-runtime aarch64 = x86_64" compare_scores scores-x86_64-tflite-runtime.bin scores-aarch64-tflite-runtime.bin
+step "compare: pty run aarch64 = x86_64" compare_pty
+
+{
+    echo "arm-check passed on $(date -u '+%Y-%m-%d %H:%M UTC'); QEMU_CPU=${BEATGUARD_QEMU_CPU:-cortex-a72}"
+    printf '%s\n' "${TIMES[@]}"
+    printf '%-44s %5d s\n' "total" $((SECONDS - CHECK_START))
+    echo "root on disk: $(du -sh --one-file-system "$ARM_ROOT" | cut -f1) ($ARM_ROOT)"
+    echo "output on disk: $(du -sh "$OUT" | cut -f1) ($OUT)"
+} | tee "$OUT/summary.txt"
