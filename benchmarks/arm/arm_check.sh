@@ -21,8 +21,12 @@
 #   BEATGUARD_SHARED_DATA  the ECG data (default ../shared/data)
 #   BEATGUARD_QEMU_CPU     emulated CPU model (default cortex-a72, a Pi 4)
 #
+# Usage: arm_check.sh [ONLY]   with ONLY, run just the steps whose name
+# contains it (e.g. "aarch64: TensorFlow-free tests"); the root step always runs.
+#
 # Exit status: 0 all equal, 1 a check failed, 2 the root could not be built.
 set -euo pipefail
+ONLY=${1:-}
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
@@ -46,10 +50,15 @@ TIMES=()
 log() { printf '[arm-check %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 fail() { printf 'arm-check: FAILED: %s\n' "$*" >&2; exit 1; }
 
-# step NAME CMD...: run CMD, record its wall time.
+# step NAME CMD...: run CMD, record its wall time (skipped when ONLY is set
+# and NAME does not contain it).
 step() {
     local name=$1 t0=$SECONDS
     shift
+    if [ -n "$ONLY" ] && [[ "$name" != *"$ONLY"* ]]; then
+        log "-- skipping $name"
+        return 0
+    fi
     log "== $name"
     "$@" || fail "$name (see the lines above)"
     TIMES+=("$(printf '%-44s %5d s' "$name" $((SECONDS - t0)))")
@@ -116,18 +125,20 @@ ARM_TESTS=(tests/device tests/firmware_bridge tests/arm)
 arm_tests() {
     local present=()
     for t in "${ARM_TESTS[@]}"; do [ -e "$REPO/$t" ] && present+=("$t"); done
-    in_arm bash -c "cd /src && $ARM_VENV/bin/python -m pytest -q -p no:cacheprovider \
-        -m 'not slow' ${present[*]}"
+    # From /tmp, not /src: the checkout's top-level beatguard/ folder would
+    # shadow the installed package, whose subpackages live in other folders.
+    in_arm bash -c "cd /tmp && $ARM_VENV/bin/pytest -q -p no:cacheprovider --disable-warnings \
+        -m 'not slow' ${present[*]/#//src/}"
 }
 
 pty_run() {  # PYTHON-BIN-DIR LABEL
-    "$1/python" "$HERE/pty_run.py" --bin "$1" --data "$SHARED_DATA/mitdb" \
+    "$1/python" "$HERE/pty_run.py" run --bin "$1" --data "$SHARED_DATA/mitdb" \
         --record "$RECORD" --seconds "$PTY_SECONDS" --bundle "$OUT/bundle" \
         --out "$OUT/pty-$2.json"
 }
 
 arm_pty_run() {
-    in_arm "$ARM_VENV/bin/python" /src/benchmarks/arm/pty_run.py --bin "$ARM_VENV/bin" \
+    in_arm "$ARM_VENV/bin/python" /src/benchmarks/arm/pty_run.py run --bin "$ARM_VENV/bin" \
         --data /shared/data/mitdb --record "$RECORD" --seconds "$PTY_SECONDS" \
         --bundle /out/bundle --out /out/pty-aarch64.json
 }
@@ -141,7 +152,9 @@ compare_pty() { "$HOST_PY" "$HERE/pty_run.py" compare "$OUT/pty-x86_64.json" "$O
 exec 9>"$ARM_ROOT.lock" 2>/dev/null || { mkdir -p "$(dirname "$ARM_ROOT")"; exec 9>"$ARM_ROOT.lock"; }
 flock -n 9 || { log "another arm-check holds $ARM_ROOT.lock; waiting"; flock 9; }
 
+ONLY_SAVED=$ONLY ONLY=""
 step "arm64 root (cached at $ARM_ROOT)" build_root
+ONLY=$ONLY_SAVED
 step "x86_64: model bundle" x86_bundle
 step "x86_64: fixed beats of record $RECORD" x86_beats
 step "x86_64: scores, ai-edge-litert" x86_score "$HOST_PY" ai-edge-litert scores-x86_64-ai-edge-litert.bin
@@ -158,6 +171,7 @@ step "compare: ai-edge-litert aarch64 = x86_64" compare_scores scores-x86_64-ai-
 step "compare: tflite-runtime aarch64 = x86_64" compare_scores scores-x86_64-tflite-runtime.bin scores-aarch64-tflite-runtime.bin
 step "compare: pty run aarch64 = x86_64" compare_pty
 
+[ -n "$ONLY" ] && { printf '%s\n' "${TIMES[@]}"; exit 0; }
 {
     echo "arm-check passed on $(date -u '+%Y-%m-%d %H:%M UTC'); QEMU_CPU=${BEATGUARD_QEMU_CPU:-cortex-a72}"
     printf '%s\n' "${TIMES[@]}"
