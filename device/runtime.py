@@ -107,9 +107,9 @@ class RunSummary:
         Times the stream restarted (samples lost, reconnections, resets).
     corrupt_frames, lost_samples : int
         Totals from the link events.
-    dropped_at_gaps : int
-        Beats the chain could not complete because a gap cut their window.
     end_reason : str
+    alert_kinds : dict
+        Alerts raised per kind.
     """
 
     beats: int = 0
@@ -119,7 +119,6 @@ class RunSummary:
     gaps: int = 0
     corrupt_frames: int = 0
     lost_samples: int = 0
-    dropped_at_gaps: int = 0
     end_reason: str = ""
     alert_kinds: dict[str, int] = field(default_factory=dict)
 
@@ -358,7 +357,11 @@ class Runtime:
                 self.front_end["fs_hz"] = fs_hz
             self._next_sample = chunk.first_sample
             self._build_chain()
-        if self._gap or chunk.first_sample != self._next_sample:
+        if self._next_sample is None:  # the first samples since the announce
+            self.chain.reset(next_sample=chunk.first_sample)
+            self.policy.reset(chunk.first_sample)
+            self._gap = False
+        elif self._gap or chunk.first_sample != self._next_sample:
             self._restart_at(chunk.first_sample)
         self._next_sample = chunk.first_sample + len(chunk)
         if self.recorder is not None:
