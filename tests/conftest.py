@@ -29,3 +29,29 @@ def ecg5000() -> Path:
     if not ECG5000.exists():
         pytest.skip(f"ECG5000 not found at {ECG5000} (../shared/data absent)")
     return ECG5000
+
+
+@pytest.fixture(scope="session")
+def bundle_106(mitdb, tmp_path_factory) -> Path:
+    """A small int8 model bundle trained on the first 5 minutes of record 106.
+
+    Made with ``beatguard train`` (few epochs, so it takes about a minute)
+    and ``beatguard convert``. Set ``BEATGUARD_TEST_BUNDLE_106`` to the
+    folder of one already made to skip the training while iterating.
+    """
+    import subprocess
+    import sys
+
+    reuse = os.environ.get("BEATGUARD_TEST_BUNDLE_106")
+    if reuse:
+        return Path(reuse)
+    out = tmp_path_factory.mktemp("bundle_106")
+    cli = [sys.executable, "-m", "beatguard.cli"]
+    for argv in (
+        ["train", str(mitdb / "106"), "--minutes", "5", "--out", str(out)]
+        + ["--epochs", "5", "--first-pass-epochs", "3"],
+        ["convert", str(out)],
+    ):
+        result = subprocess.run(cli + argv, capture_output=True, text=True, timeout=900)
+        assert result.returncode == 0, result.stderr[-3000:]
+    return out
