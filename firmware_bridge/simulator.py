@@ -307,6 +307,7 @@ class BoardSimulator:
         self.port = PtyPort(link_path)
         self._thread: threading.Thread | None = None
         self._counter_base = 0  # record index whose board counter is 0
+        self._next_announce = self.announce_every
         self.finished = threading.Event()
 
     @classmethod
@@ -360,6 +361,17 @@ class BoardSimulator:
             leads_off=flags,
             **kwargs,
         )
+
+    def encode_replay(self) -> bytes:
+        """All bytes of a fault-free replay at once, without pacing.
+
+        The same bytes the run writes when nothing goes wrong: the opening
+        marker, the announce, then frames with periodic announces (or
+        lines). Useful for files, decoder tests and benchmarks.
+        """
+        self._next_announce = self.announce_every
+        body = self._encode_batch(0, len(self.counts))
+        return self._marker() + self._announce(0) + body
 
     # Life cycle ----------------------------------------------------------------
 
@@ -459,8 +471,13 @@ class BoardSimulator:
             self.port.drain(timeout_s=5.0, stop=self.stop_event)
 
     def _marker(self) -> bytes:
-        """A lone delimiter: ends any garbage before the next frame."""
-        return b"" if self.text else b"\x00"
+        """What ends the garbage a client may have seen before our data.
+
+        Frames: a lone delimiter. Text: a line end, so the stream opens
+        with a (here empty) fragment of a line, as when a host joins a
+        free-running board mid-line; the text decoder drops that first line.
+        """
+        return b"\r\n" if self.text else b"\x00"
 
     def _encode_batch(self, start: int, end: int) -> bytes:
         """Frames (or lines) for samples ``start .. end-1``, with announces."""
