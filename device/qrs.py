@@ -76,16 +76,20 @@ class DetectorSettings:
     peak_half_width_s: float = 0.2
     refractory_s: float = 0.2
     t_wave_s: float = 0.36
-    r_search_s: float = 0.25
+    t_wave_rr: float = 0.4
+    r_search_s: float = 0.22
+    r_search_end_s: float = 0.04
+    r_refine_s: float = 0.03
     slope_search_s: float = 0.2
     learn_s: float = 2.0
-    threshold_ratio: float = 0.3125
+    threshold_ratio: float = 0.375
     search_back_rr: float = 1.66
     search_back_ratio: float = 0.5
     rr_default_s: float = 1.0
     rr_min_s: float = 0.2
     rr_max_s: float = 3.0
     memory_beats: int = 8
+    search_back_limit_s: float = 10.0
 
 
 class QRSDetector:
@@ -125,10 +129,13 @@ class QRSDetector:
         self._refractory = int(round(s.refractory_s * fs))
         self._t_wave = int(round(s.t_wave_s * fs))
         self._r_search = int(round(s.r_search_s * fs))
+        self._r_search_end = int(round(s.r_search_end_s * fs))
+        self._r_refine = int(round(s.r_refine_s * fs))
         self._slope_search = int(round(s.slope_search_s * fs))
         self._learn = int(round(s.learn_s * fs))
         keep = int(round(1.5 * fs)) + 2 * self._half
         self._ecg = SampleHistory(keep, np.float64, start)
+        self._qrs_band = SampleHistory(keep, np.float64, start)
         self._energy = SampleHistory(keep, np.float64, start)
         self._slope = SampleHistory(keep, np.float64, start)
         self._usable = SampleHistory(keep, np.bool_, start)
@@ -144,7 +151,8 @@ class QRSDetector:
         self._band.reset()
         self._deriv_zi = np.zeros(len(self._deriv_b) - 1)
         self._int_zi = np.zeros(len(self._int_b) - 1)
-        for history in (self._ecg, self._energy, self._slope, self._usable):
+        histories = (self._ecg, self._qrs_band, self._energy, self._slope)
+        for history in (*histories, self._usable):
             history.reset(start)
         self._start = int(start)
         self._next = int(start) + self._half  # next index examined for a peak
@@ -154,11 +162,13 @@ class QRSDetector:
         self._noise_since_qrs: list[_Candidate] = []
         n = self.settings.memory_beats
         self._qrs_peaks: deque[float] = deque(maxlen=n)
-        self._noise_peaks: deque[float] = deque(maxlen=n)
+        self._noise_peaks: deque[tuple[int, float]] = deque(maxlen=n)
         self._rr: deque[int] = deque(maxlen=n)
         self._last_qrs: int | None = None  # energy-peak index of the last QRS
         self._last_slope = 0.0
         self._deadline: int | None = None
+        self._signs: deque[int] = deque(maxlen=n)  # sign of the recent R peaks
+        self._polarity = 0  # +1 or -1 when the recent R peaks agree, else 0
 
     # Feeding ---------------------------------------------------------------
 
@@ -199,9 +209,10 @@ class QRSDetector:
             self._deriv_b, 1.0, band, zi=self._deriv_zi
         )
         energy, self._int_zi = signal.lfilter(
-            self._int_b, 1.0, deriv * deriv, zi=self._int_zi
+            self._int_b, 1.0, np.abs(deriv), zi=self._int_zi
         )
         self._ecg.append(np.where(np.isfinite(ecg_mv), ecg_mv, 0.0))
+        self._qrs_band.append(band)
         self._energy.append(energy)
         self._slope.append(np.abs(deriv))
         self._usable.append(usable & np.isfinite(ecg_mv))
@@ -263,10 +274,21 @@ class QRSDetector:
                 found.append(beat)
         return found
 
+    def _t_wave_window(self) -> float:
+        """Samples after a QRS in which a shallow candidate is a T wave."""
+        if not self._rr:
+            return self._t_wave
+        return max(self._t_wave, self.settings.t_wave_rr * float(np.mean(self._rr)))
+
     def _threshold(self) -> float:
         qrs = float(np.median(self._qrs_peaks))
-        noise = float(np.median(self._noise_peaks)) if self._noise_peaks else 0.0
+        noise = self._noise_level()
         return noise + self.settings.threshold_ratio * (qrs - noise)
+
+    def _noise_level(self) -> float:
+        if not self._noise_peaks:
+            return 0.0
+        return float(np.median([e for _, e in self._noise_peaks]))
 
     def _decide(self, c: _Candidate) -> Detection | None:
         since = None if self._last_qrs is None else c.index - self._last_qrs
@@ -275,16 +297,40 @@ class QRSDetector:
         if c.energy > self._threshold():
             is_t_wave = (
                 since is not None
-                and since < self._t_wave
+                and since < self._t_wave_window()
                 and c.slope < 0.5 * self._last_slope
             )
             if not is_t_wave:
                 return self._accept(c, c.index + self._half, searched_back=False)
-        self._noise_peaks.append(c.energy)
+        self._noise_peaks.append((c.index, c.energy))
         self._noise_since_qrs.append(c)
         return None
 
     def _search_back(self, deadline: int, confirmed_at: int) -> Detection | None:
+        """Take the largest candidate since the last QRS above half threshold.
+
+        When there is none, the QRS level is halved (the signal may have
+        shrunk) and the search repeated once; if that fails too, another
+        search is due one search-back interval later. The QRS level is not
+        halved below three times the noise level.
+        """
+        s = self.settings
+        best = self._best_since_qrs(deadline)
+        if best is None and self._decay_qrs_level():
+            best = self._best_since_qrs(deadline)
+        if best is None:
+            rr_mean = np.mean(self._rr) if self._rr else s.rr_default_s * self.fs_hz
+            self._deadline = deadline + int(round(s.search_back_rr * rr_mean))
+            if self._deadline - self._last_qrs > s.search_back_limit_s * self.fs_hz:
+                self._deadline = None
+            return None
+        self._noise_peaks = deque(
+            (p for p in self._noise_peaks if p[0] != best.index),
+            maxlen=self._noise_peaks.maxlen,
+        )
+        return self._accept(best, max(confirmed_at, best.index + self._half), True)
+
+    def _best_since_qrs(self, deadline: int) -> _Candidate | None:
         floor = self.settings.search_back_ratio * self._threshold()
         best = None
         for c in self._noise_since_qrs:
@@ -293,14 +339,23 @@ class QRSDetector:
             since = c.index - self._last_qrs
             if since < self._refractory:
                 continue
-            if since < self._t_wave and c.slope < 0.5 * self._last_slope:
+            if since < self._t_wave_window() and c.slope < 0.5 * self._last_slope:
                 continue
             if best is None or c.energy > best.energy:
                 best = c
-        self._deadline = None
-        if best is None:
-            return None
-        return self._accept(best, max(confirmed_at, best.index + self._half), True)
+        return best
+
+    def _decay_qrs_level(self) -> bool:
+        """Halve the remembered QRS peaks; False when already near noise."""
+        qrs = float(np.median(self._qrs_peaks))
+        noise = self._noise_level()
+        if noise <= 0.0 or qrs <= 3.0 * noise:
+            return False
+        factor = max(0.5, 3.0 * noise / qrs)
+        self._qrs_peaks = deque(
+            (q * factor for q in self._qrs_peaks), maxlen=self._qrs_peaks.maxlen
+        )
+        return True
 
     def _accept(
         self, c: _Candidate, confirmed_at: int, searched_back: bool
@@ -310,11 +365,7 @@ class QRSDetector:
             rr = c.index - self._last_qrs
             if s.rr_min_s * self.fs_hz <= rr <= s.rr_max_s * self.fs_hz:
                 self._rr.append(rr)
-        if searched_back:
-            qrs = float(np.median(self._qrs_peaks))
-            self._qrs_peaks.append(0.25 * c.energy + 0.75 * qrs)
-        else:
-            self._qrs_peaks.append(c.energy)
+        self._qrs_peaks.append(c.energy)
         self._last_qrs = c.index
         self._last_slope = c.slope
         self._noise_since_qrs = [n for n in self._noise_since_qrs if n.index > c.index]
@@ -328,6 +379,27 @@ class QRSDetector:
         )
 
     def _locate_r(self, peak_index: int) -> int:
-        a = max(peak_index - self._r_search, self._ecg.first)
-        seg = self._ecg.get(a, peak_index + 1)
-        return a + int(np.argmax(np.abs(seg)))
+        """R: the dominant deflection of the ECG at the QRS found in the band.
+
+        First the largest absolute value of the 5-15 Hz QRS band between
+        ``r_search_s`` and ``r_search_end_s`` before the energy peak marks
+        the QRS (baseline artifacts do not reach that band). Then, within
+        ``r_refine_s`` of it, the ECG's extreme is taken: of the sign the
+        recent beats agree on, unless the other sign is more than twice as
+        large (an opposite-polarity ectopic beat), else the larger one.
+        """
+        a = max(peak_index - self._r_search, self._qrs_band.first)
+        b = max(a + 1, peak_index - self._r_search_end + 1)
+        centre = a + int(np.argmax(np.abs(self._qrs_band.get(a, b))))
+        a = max(centre - self._r_refine, self._ecg.first)
+        b = min(centre + self._r_refine + 1, self._ecg.end)
+        seg = self._ecg.get(a, b)
+        i = int(np.argmax(np.abs(seg)))
+        if self._polarity:
+            j = int(np.argmax(self._polarity * seg))
+            if self._polarity * seg[j] >= 0.5 * abs(seg[i]):
+                i = j
+        self._signs.append(1 if seg[i] >= 0 else -1)
+        total = sum(self._signs)
+        self._polarity = int(np.sign(total)) if abs(total) >= 4 else 0
+        return a + i

@@ -4,12 +4,15 @@
 
 * ``MISSING``   the sample is NaN or infinite;
 * ``LEADS_OFF`` the source (AD8232 LO pins) reported an electrode off;
-* ``SATURATED`` the sample sits at an ADC rail;
+* ``SATURATED`` the signal has sat at an ADC rail for ``saturation_min_s``
+  (brief clipping of a tall R peak does not count);
 * ``FLAT``      the last ``flat_window_s`` varied by at most
   ``flat_max_counts`` (amplifier asleep, cable shorted, constant input);
-* ``NOISY``     the 1 s RMS of the 25-40 Hz band (after any mains notch)
-  exceeds ``noise_max_mv``: muscle noise or broadband interference strong
-  enough to bury QRS complexes.
+* ``NOISY``     the typical RMS of the 25-40 Hz band (after any mains
+  notch) over the last second exceeds ``noise_max_mv``: muscle noise or
+  broadband interference strong enough to bury QRS complexes. "Typical"
+  is the median over 50 ms blocks, so the QRS complexes themselves, which
+  are rich in that band but brief, do not count.
 
 Each flag is held for ``hold_s`` after its cause ends, so the filters'
 transients die out before beats are trusted again. Everything is causal
@@ -21,8 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
-from scipy import signal
 from scipy.ndimage import maximum_filter1d, minimum_filter1d
 
 from beatguard.device.filters import StreamingFilter, design_bandpass
@@ -43,23 +46,30 @@ class QualitySettings:
 
     Attributes
     ----------
+    saturation_min_s : float
+        Shortest run of samples at a rail called SATURATED, seconds; an R
+        peak clipped for a few milliseconds is not.
     flat_window_s : float
         Length of the window whose range decides FLAT, seconds.
     flat_max_counts : float
         Largest range (ADC counts) still called flat.
     noise_band_hz : tuple[float, float]
         Band whose RMS measures noise, hertz.
+    noise_block_s : float
+        Length of the blocks whose power is measured, seconds.
     noise_window_s : float
-        Averaging window of the noise RMS, seconds.
+        Span of blocks whose median power is the noise level, seconds.
     noise_max_mv : float
         RMS of the noise band above which the signal is NOISY, millivolts.
     hold_s : float
         How long a flag stays on after its cause ends, seconds.
     """
 
+    saturation_min_s: float = 0.1
     flat_window_s: float = 1.0
     flat_max_counts: float = 1.0
     noise_band_hz: tuple[float, float] = (25.0, 40.0)
+    noise_block_s: float = 0.05
     noise_window_s: float = 1.0
     noise_max_mv: float = 0.1
     hold_s: float = 0.5
@@ -95,20 +105,24 @@ class QualityMonitor:
         self.fs_hz = float(fs_hz)
         self.gain = float(gain_counts_per_mv)
         self.rails = rails_counts
+        self._saturation_n = max(1, int(round(s.saturation_min_s * fs_hz)))
         self._flat_n = max(2, int(round(s.flat_window_s * fs_hz)))
         self._hold_n = max(0, int(round(s.hold_s * fs_hz)))
         self._noise_filter = StreamingFilter(design_bandpass(fs_hz, *s.noise_band_hz))
-        n_avg = max(1, int(round(s.noise_window_s * fs_hz)))
-        self._avg_b = np.full(n_avg, 1.0 / n_avg)
+        self._block_n = max(1, int(round(s.noise_block_s * fs_hz)))
+        self._median_blocks = max(1, int(round(s.noise_window_s / s.noise_block_s)))
         self.reset()
 
     def reset(self) -> None:
         """Forget all state (after a gap in the stream)."""
         self._noise_filter.reset()
-        self._avg_zi = np.zeros(len(self._avg_b) - 1)
+        self._partial = np.zeros(0)  # noise-band power of an unfinished block
+        self._recent_blocks = np.zeros(0)  # power of the last blocks
+        self._noisy_now = False
         self._recent_counts = np.zeros(0)  # last flat_n - 1 counts, forward-filled
         self._last_finite = np.nan
         self._seen = 0
+        self._rail_run = 0  # rail samples in a row at the end of the last chunk
         self._recent_raw = np.zeros((0, len(_FLAG_ORDER)), dtype=bool)
 
     def process(
@@ -142,13 +156,25 @@ class QualityMonitor:
             raw[:, 0] = np.asarray(leads_off, dtype=bool)
         if self.rails is not None:
             lo, hi = self.rails
-            raw[:, 1] = finite & ((counts <= lo) | (counts >= hi))
+            raw[:, 1] = self._saturated(finite & ((counts <= lo) | (counts >= hi)))
         raw[:, 2] = self._flat(counts, finite)
         raw[:, 3] = self._noisy(notched_mv)
         raw[:, 4] = ~finite
         held = self._hold(raw)
         bits = np.array([int(f) for f in _FLAG_ORDER], dtype=np.uint8)
         return (held.astype(np.uint8) * bits).sum(axis=1).astype(np.uint8)
+
+    def _saturated(self, at_rail: NDArray[np.bool_]) -> NDArray[np.bool_]:
+        """True where the run of rail samples ending there is long enough."""
+        positions = np.arange(len(at_rail))
+        last_off = np.where(at_rail, -1, positions)
+        np.maximum.accumulate(last_off, out=last_off)
+        run = np.where(
+            last_off >= 0, positions - last_off, positions + 1 + self._rail_run
+        )
+        if len(run):
+            self._rail_run = int(run[-1])
+        return run >= self._saturation_n
 
     def _flat(self, counts: NDArray, finite: NDArray[np.bool_]) -> NDArray[np.bool_]:
         filled = _forward_fill(counts, finite, self._last_finite)
@@ -171,12 +197,44 @@ class QualityMonitor:
         return flat[k:] & finite
 
     def _noisy(self, notched_mv: NDArray[np.float64]) -> NDArray[np.bool_]:
+        """NOISY from the median power of the noise band over short blocks.
+
+        The band is cut into blocks of ``noise_block_s``; a block's power is
+        its mean square. The noise level is the median power of the last
+        ``noise_window_s`` of blocks, so QRS complexes (a few blocks per
+        second) do not count as noise. Samples take the decision of the
+        last completed block.
+        """
         band = self._noise_filter.process(notched_mv)
-        band = np.where(np.isfinite(band), band, 0.0)
-        power, self._avg_zi = signal.lfilter(
-            self._avg_b, 1.0, band * band, zi=self._avg_zi
-        )
-        return power > self.settings.noise_max_mv**2
+        power = np.where(np.isfinite(band), band * band, 0.0)
+        b = self._block_n
+        joined = np.concatenate((self._partial, power))
+        n_blocks = len(joined) // b
+        used = n_blocks * b
+        block_power = joined[:used].reshape(n_blocks, b).mean(axis=1)
+        history = np.concatenate((self._recent_blocks, block_power))
+        m = self._median_blocks
+        if len(history) >= m:
+            medians = np.median(sliding_window_view(history, m), axis=1)
+            medians = medians[len(medians) - n_blocks :] if n_blocks else medians[:0]
+        else:
+            medians = np.full(n_blocks, np.nan)
+        if len(medians) < n_blocks:
+            medians = np.concatenate(
+                (np.full(n_blocks - len(medians), np.nan), medians)
+            )
+        decisions = medians > self.settings.noise_max_mv**2
+        # sample j of ``joined`` lies in block j // b; it takes the decision
+        # of the block before it (block -1 is the carried decision)
+        per_block = np.concatenate(([self._noisy_now], decisions))
+        first = len(self._partial)
+        idx = np.arange(first, len(joined)) // b
+        out = per_block[idx]
+        if n_blocks:
+            self._noisy_now = bool(decisions[-1])
+        self._partial = joined[used:]
+        self._recent_blocks = history[-(m - 1) :]
+        return out
 
     def _hold(self, raw: NDArray[np.bool_]) -> NDArray[np.bool_]:
         """Keep each flag on for ``hold_n`` samples after it was last raised."""
