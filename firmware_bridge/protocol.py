@@ -41,6 +41,7 @@ TYPE_SAMPLES = 0x53  # 'S'
 VALUE_MASK = 0x0FFF  # bits 0-11: ADC value
 LO_PLUS_BIT = 0x1000  # bit 12: LO+ pin high (electrode off)
 LO_MINUS_BIT = 0x2000  # bit 13: LO- pin high (electrode off)
+LEADS_OFF_BITS = LO_PLUS_BIT | LO_MINUS_BIT
 RESERVED_MASK = 0xC000  # bits 14-15: always zero; a frame with them set is corrupt
 
 MAX_SAMPLES_PER_FRAME = 64
@@ -180,17 +181,28 @@ class SampleFrame:
     Attributes
     ----------
     seq : int
-        Board counter of ``values[0]`` modulo 2**16.
-    values : tuple[int, ...]
-        ADC counts, 0 .. 4095.
-    lo_plus, lo_minus : tuple[bool, ...]
-        The LO+ and LO- pins with each sample (True: electrode off).
+        Board counter of the first sample modulo 2**16.
+    words : tuple[int, ...]
+        The sample words as sent (value in bits 0-11, LO+ bit 12, LO- bit 13).
     """
 
     seq: int
-    values: tuple[int, ...]
-    lo_plus: tuple[bool, ...]
-    lo_minus: tuple[bool, ...]
+    words: tuple[int, ...]
+
+    @property
+    def values(self) -> tuple[int, ...]:
+        """ADC counts, 0 .. 4095."""
+        return tuple(w & VALUE_MASK for w in self.words)
+
+    @property
+    def lo_plus(self) -> tuple[bool, ...]:
+        """The LO+ pin with each sample (True: electrode off)."""
+        return tuple(bool(w & LO_PLUS_BIT) for w in self.words)
+
+    @property
+    def lo_minus(self) -> tuple[bool, ...]:
+        """The LO- pin with each sample (True: electrode off)."""
+        return tuple(bool(w & LO_MINUS_BIT) for w in self.words)
 
 
 def _finish(payload: bytes) -> bytes:
@@ -296,16 +308,10 @@ def _decode_samples(body: bytes) -> SampleFrame:
     n, odd = divmod(len(body) - SAMPLE_HEADER.size, 2)
     if odd or not 1 <= n <= MAX_SAMPLES_PER_FRAME:
         raise ProtocolError(f"sample frame body of {len(body)} bytes")
-    (seq,) = SAMPLE_HEADER.unpack_from(body)
-    words = struct.unpack_from(f"<{n}H", body, SAMPLE_HEADER.size)
-    if any(w & RESERVED_MASK for w in words):
+    if max(body[SAMPLE_HEADER.size + 1 :: 2]) >= 0x40:  # bits 14-15 of a word
         raise ProtocolError("reserved sample bits set")
-    return SampleFrame(
-        seq=seq,
-        values=tuple(w & VALUE_MASK for w in words),
-        lo_plus=tuple(bool(w & LO_PLUS_BIT) for w in words),
-        lo_minus=tuple(bool(w & LO_MINUS_BIT) for w in words),
-    )
+    (seq,) = SAMPLE_HEADER.unpack_from(body)
+    return SampleFrame(seq=seq, words=struct.unpack_from(f"<{n}H", body, 2))
 
 
 def _decode_announce(body: bytes) -> Announce:
@@ -639,7 +645,7 @@ class FrameDecoder:
 
     def _on_samples(self, frame: SampleFrame, out: ItemCollector) -> None:
         self._last_frame_time = self._clock()
-        n = len(frame.values)
+        n = len(frame.words)
         if self._next_pos is None:
             self._next_pos = frame.seq
             self._counter_offset = 0
@@ -651,11 +657,9 @@ class FrameDecoder:
         if self.announce is not None and skip:
             fresh_from = n - self.announce.new_per_frame
             self.stats.recovered_samples += max(0, fresh_from - skip)
-        values = list(frame.values[skip:])
-        lo = [
-            p or m
-            for p, m in zip(frame.lo_plus[skip:], frame.lo_minus[skip:], strict=True)
-        ]
+        fresh = frame.words[skip:]
+        values = [w & VALUE_MASK for w in fresh]
+        lo = [w & LEADS_OFF_BITS != 0 for w in fresh]
         if start + skip > self._next_pos:
             lost = start + skip - self._next_pos
             if self._pending_gap is None:
