@@ -20,6 +20,8 @@
 #   BEATGUARD_ARM_OUT      output folder (default build/arm-check)
 #   BEATGUARD_SHARED_DATA  the ECG data (default ../shared/data)
 #   BEATGUARD_QEMU_CPU     emulated CPU model (default cortex-a72, a Pi 4)
+#   BEATGUARD_LEGACY_VENV  the x86_64 tflite-runtime venv (default beside
+#                          the root: /var/cache/beatguard/legacy-tflite-x86_64)
 #
 # Usage: arm_check.sh [ONLY]   with ONLY, run just the steps whose name
 # contains it (e.g. "aarch64: TensorFlow-free tests"); the root step always runs.
@@ -37,7 +39,8 @@ ARM_ROOT=${BEATGUARD_ARM_ROOT:-/var/cache/beatguard/arm64-bookworm}
 export BEATGUARD_ARM_ROOT=$ARM_ROOT
 HOST_PY=${BEATGUARD_HOST_PYTHON:-$REPO/.venv/bin/python}
 HOST_BIN=$(dirname "$HOST_PY")
-LEGACY_X86=$OUT/legacy-venv-x86_64
+# Cached beside the root, outside the checkout, so fresh clones reuse it.
+LEGACY_X86=${BEATGUARD_LEGACY_VENV:-$(dirname "$ARM_ROOT")/legacy-tflite-x86_64}
 ARM_VENV=/opt/beatguard/venv
 ARM_LEGACY=/opt/beatguard/legacy
 RECORD=106
@@ -65,8 +68,10 @@ step() {
 }
 
 # in_arm CMD...: run CMD inside the root, checkout at /src, data, output.
+# The tests use the x86_64 bundle (training needs TensorFlow, absent here).
 in_arm() {
-    BEATGUARD_ARM_ENV="BEATGUARD_SHARED_DATA=/shared/data BEATGUARD_EXPECT_EMULATION=1" \
+    BEATGUARD_ARM_ENV="BEATGUARD_SHARED_DATA=/shared/data BEATGUARD_EXPECT_EMULATION=1
+        BEATGUARD_TEST_BUNDLE_106=/out/bundle" \
         bash "$HERE/arm_root.sh" run \
         --bind "$REPO:/src" --bind "$SHARED_DATA:/shared/data" --bind "$OUT:/out" \
         -- "$@"
@@ -149,7 +154,9 @@ compare_scores() {  # A B
 
 compare_pty() { "$HOST_PY" "$HERE/pty_run.py" compare "$OUT/pty-x86_64.json" "$OUT/pty-aarch64.json"; }
 
-exec 9>"$ARM_ROOT.lock" 2>/dev/null || { mkdir -p "$(dirname "$ARM_ROOT")"; exec 9>"$ARM_ROOT.lock"; }
+# One check at a time per root: the root's environments are shared state.
+mkdir -p "$(dirname "$ARM_ROOT")"
+exec 9>"$ARM_ROOT.lock"
 flock -n 9 || { log "another arm-check holds $ARM_ROOT.lock; waiting"; flock 9; }
 
 ONLY_SAVED=$ONLY ONLY=""
