@@ -13,7 +13,10 @@ and streaming (state carried between chunks of any size):
    points and normalized (:mod:`beatguard.device.windows`);
 6. RR intervals.
 
-Beats whose window touches a flagged sample are not emitted. Feeding a
+Samples that are missing, at an ADC rail or taken with an electrode off
+never reach a filter: the filters hold their state over them and restart
+from the steady state of the next good sample. Beats whose window touches
+a flagged sample are not emitted. Feeding a
 record whole, sample by sample or in random chunks gives the same beats.
 """
 
@@ -94,7 +97,7 @@ class ChainConfig:
     window_after_s: float = 0.45
     window_points: int = 64
     normalization: str = "zscore"
-    noise_max_mv: float = 0.1
+    noise_max_mv: float = 0.12
     flat_max_counts: float = 1.0
     quality_hold_s: float = 0.5
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -285,13 +288,14 @@ class SignalChain:
                     f"leads_off has {leads_off.shape[0]} samples, counts has {n}"
                 )
         c = self.config
-        finite = np.isfinite(counts)
+        raw = self._quality.input_flags(counts, leads_off)
+        keep_out = self._quality.keep_out(raw)
         mv = (counts - c.baseline_counts) / c.gain_counts_per_mv
-        if not finite.all():
-            mv = np.where(finite, mv, np.nan)
+        if keep_out.any():
+            mv = np.where(keep_out, np.nan, mv)
         notched = self._notch.process(mv) if self._notch is not None else mv
         ecg = self._bandpass.process(notched)
-        flags = self._quality.process(counts, notched, leads_off)
+        flags = self._quality.process(raw, notched)
         events = self._quality_events(flags)
         self._windower.append(ecg, flags)
         self._pending.extend(self._detector.process(ecg, flags == 0))

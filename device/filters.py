@@ -3,10 +3,15 @@
 A :class:`StreamingFilter` runs a second-order-sections filter with
 ``scipy.signal.sosfilt`` and carries its state from chunk to chunk, so any
 chunking of the input gives the same output. Non-finite input samples
-(NaN, inf) never reach the state: the output is NaN there, the state is
-held, and at the next finite sample the state is re-initialised to the
-steady state of that sample (no step transient). The filters add no
-look-ahead; their phase delay is that of the causal IIR design.
+(NaN, inf) never reach the state: the output is NaN there and the state is
+held, so filtering resumes at the next finite sample as if the missing
+samples had been skipped. Holding beats restarting from the steady state
+of the next sample: the held state still carries the baseline, so the
+output rejoins that of an uninterrupted run within a fraction of a second.
+The very first sample (and the first after ``reset()``) starts the filter
+in the steady state of that sample, so there is no start-up step. The
+filters add no look-ahead; their phase delay is that of the causal IIR
+design.
 """
 
 from __future__ import annotations
@@ -90,8 +95,8 @@ class StreamingFilter:
 
     Notes
     -----
-    Adds no look-ahead. Output sample ``k`` depends only on inputs up to
-    ``k`` since the last non-finite sample (or the start / ``reset()``).
+    Adds no look-ahead. Output sample ``k`` depends only on the finite
+    inputs up to ``k`` since the start or the last ``reset()``.
     """
 
     def __init__(self, sos: NDArray[np.float64]) -> None:
@@ -123,12 +128,8 @@ class StreamingFilter:
         if finite.all():
             return self._run(x)
         out = np.full(x.shape, np.nan)
-        for start, stop in _runs(finite):
-            out[start:stop] = self._run(x[start:stop])
-            if stop < len(x):
-                self._zi = None  # a gap follows: restart at the next good sample
-        if not finite[-1]:
-            self._zi = None
+        if finite.any():
+            out[finite] = self._run(x[finite])
         return out
 
     def _run(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -136,10 +137,3 @@ class StreamingFilter:
             self._zi = self._zi_unit * x[0]
         y, self._zi = signal.sosfilt(self.sos, x, zi=self._zi)
         return y
-
-
-def _runs(mask: NDArray[np.bool_]) -> list[tuple[int, int]]:
-    """Start and stop indices of the runs of True in ``mask``."""
-    padded = np.concatenate(([False], mask, [False]))
-    edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
-    return list(zip(edges[0::2].tolist(), edges[1::2].tolist(), strict=True))

@@ -79,3 +79,34 @@ class SampleHistory:
     def holds(self, a: int, b: int) -> bool:
         """Whether the range ``a`` to ``b - 1`` is readable."""
         return self.start <= a <= b <= self.end
+
+
+class HoldLast:
+    """Replace non-finite samples by the last finite one, across chunks.
+
+    Parameters
+    ----------
+    initial : float
+        Value used before any finite sample has been seen.
+    """
+
+    def __init__(self, initial: float = 0.0) -> None:
+        self.initial = float(initial)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the last finite value."""
+        self._last = self.initial
+
+    def __call__(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
+        """``x`` with every NaN or inf replaced by the last finite sample."""
+        finite = np.isfinite(x)
+        if finite.all():
+            out = np.array(x, dtype=np.float64)
+        else:
+            idx = np.where(finite, np.arange(len(x)), -1)
+            np.maximum.accumulate(idx, out=idx)
+            out = np.where(idx >= 0, x[np.maximum(idx, 0)], self._last)
+        if len(out):
+            self._last = float(out[-1])
+        return out

@@ -33,7 +33,7 @@ from scipy import signal
 from scipy.ndimage import maximum_filter1d
 
 from beatguard.device.filters import StreamingFilter, design_bandpass
-from beatguard.device.history import SampleHistory
+from beatguard.device.history import HoldLast, SampleHistory
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +122,7 @@ class QRSDetector:
         self.settings = s = settings or DetectorSettings()
         fs = self.fs_hz
         self._band = StreamingFilter(design_bandpass(fs, *s.band_hz))
+        self._hold = HoldLast()
         self._deriv_b = np.array([2.0, 1.0, 0.0, -1.0, -2.0]) * fs / 8.0
         n_int = max(1, int(round(s.integration_s * fs)))
         self._int_b = np.full(n_int, 1.0 / n_int)
@@ -149,6 +150,7 @@ class QRSDetector:
     def reset(self, start: int = 0) -> None:
         """Forget all state; the next sample fed has stream index ``start``."""
         self._band.reset()
+        self._hold.reset()
         self._deriv_zi = np.zeros(len(self._deriv_b) - 1)
         self._int_zi = np.zeros(len(self._int_b) - 1)
         histories = (self._ecg, self._qrs_band, self._energy, self._slope)
@@ -211,7 +213,7 @@ class QRSDetector:
         energy, self._int_zi = signal.lfilter(
             self._int_b, 1.0, np.abs(deriv), zi=self._int_zi
         )
-        self._ecg.append(np.where(np.isfinite(ecg_mv), ecg_mv, 0.0))
+        self._ecg.append(self._hold(ecg_mv))
         self._qrs_band.append(band)
         self._energy.append(energy)
         self._slope.append(np.abs(deriv))

@@ -71,7 +71,7 @@ class QualitySettings:
     noise_band_hz: tuple[float, float] = (25.0, 40.0)
     noise_block_s: float = 0.05
     noise_window_s: float = 1.0
-    noise_max_mv: float = 0.1
+    noise_max_mv: float = 0.12
     hold_s: float = 0.5
 
 
@@ -125,41 +125,74 @@ class QualityMonitor:
         self._rail_run = 0  # rail samples in a row at the end of the last chunk
         self._recent_raw = np.zeros((0, len(_FLAG_ORDER)), dtype=bool)
 
-    def process(
-        self,
-        counts: NDArray[np.float64],
-        notched_mv: NDArray[np.float64],
-        leads_off: NDArray[np.bool_] | None,
-    ) -> NDArray[np.uint8]:
-        """Flags of the next chunk.
+    def input_flags(
+        self, counts: NDArray[np.float64], leads_off: NDArray[np.bool_] | None
+    ) -> NDArray[np.bool_]:
+        """Flags that need only the raw input, before any filtering.
+
+        Call once per chunk, before :meth:`process`. The samples flagged
+        MISSING, LEADS_OFF or SATURATED here are the ones the chain keeps
+        out of its filters.
 
         Parameters
         ----------
         counts : NDArray[np.float64], shape (n,)
             Raw ADC counts (NaN or inf where missing).
-        notched_mv : NDArray[np.float64], shape (n,)
-            The signal in millivolts after the optional mains notch.
         leads_off : NDArray[np.bool_] or None, shape (n,)
             Leads-off flags from the source, if it reports them.
 
         Returns
         -------
-        NDArray[np.uint8], shape (n,)
-            ``Quality`` bits per sample, held for ``hold_s``.
+        NDArray[np.bool_], shape (n, 5)
+            Unheld flags in ``_FLAG_ORDER`` (NOISY still unset).
         """
         n = len(counts)
         raw = np.zeros((n, len(_FLAG_ORDER)), dtype=bool)
         if n == 0:
-            return np.zeros(0, dtype=np.uint8)
+            return raw
         finite = np.isfinite(counts)
         if leads_off is not None:
             raw[:, 0] = np.asarray(leads_off, dtype=bool)
+        self._at_rail = np.zeros(n, dtype=bool)
         if self.rails is not None:
             lo, hi = self.rails
-            raw[:, 1] = self._saturated(finite & ((counts <= lo) | (counts >= hi)))
+            self._at_rail = finite & ((counts <= lo) | (counts >= hi))
+            raw[:, 1] = self._saturated(self._at_rail)
         raw[:, 2] = self._flat(counts, finite)
-        raw[:, 3] = self._noisy(notched_mv)
         raw[:, 4] = ~finite
+        return raw
+
+    def keep_out(self, raw: NDArray[np.bool_]) -> NDArray[np.bool_]:
+        """Samples whose values must not reach a filter.
+
+        Missing samples, samples with an electrode off and every sample at
+        an ADC rail (even a briefly clipped R peak) of the chunk last given
+        to :meth:`input_flags`.
+        """
+        return raw[:, 0] | raw[:, 4] | self._at_rail
+
+    def process(
+        self, raw: NDArray[np.bool_], notched_mv: NDArray[np.float64]
+    ) -> NDArray[np.uint8]:
+        """Complete the flags of the chunk and hold them.
+
+        Parameters
+        ----------
+        raw : NDArray[np.bool_], shape (n, 5)
+            What :meth:`input_flags` returned for this chunk.
+        notched_mv : NDArray[np.float64], shape (n,)
+            The signal in millivolts after the optional mains notch, NaN
+            where kept out of the filters.
+
+        Returns
+        -------
+        NDArray[np.uint8], shape (n,)
+            ``Quality`` bits per sample, each held for ``hold_s``.
+        """
+        if len(raw) == 0:
+            return np.zeros(0, dtype=np.uint8)
+        raw = raw.copy()
+        raw[:, 3] = self._noisy(notched_mv)
         held = self._hold(raw)
         bits = np.array([int(f) for f in _FLAG_ORDER], dtype=np.uint8)
         return (held.astype(np.uint8) * bits).sum(axis=1).astype(np.uint8)
@@ -216,7 +249,7 @@ class QualityMonitor:
         m = self._median_blocks
         if len(history) >= m:
             medians = np.median(sliding_window_view(history, m), axis=1)
-            medians = medians[len(medians) - n_blocks :] if n_blocks else medians[:0]
+            medians = medians[max(0, len(medians) - n_blocks) :]
         else:
             medians = np.full(n_blocks, np.nan)
         if len(medians) < n_blocks:

@@ -16,7 +16,9 @@ normalizes it per beat:
   as its neighbours looks twice as tall.
 
 A window is available once its last sample has arrived; it is refused
-(None) when any of its samples carries a quality flag.
+(None) when any of its samples carries a quality flag. Samples kept out of
+the filters without a flag (an R peak clipped at a rail for a few
+milliseconds) hold the last good value, like the clipped signal itself.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from beatguard.device.errors import ConfigError
-from beatguard.device.history import SampleHistory
+from beatguard.device.history import HoldLast, SampleHistory
 
 NORMALIZATIONS = ("zscore", "relative")
 
@@ -88,16 +90,18 @@ class BeatWindower:
         self._ecg = SampleHistory(keep, np.float64, start)
         self._flags = SampleHistory(keep, np.uint8, start)
         self._amplitudes: deque[float] = deque(maxlen=8)
+        self._hold = HoldLast()
 
     def reset(self, start: int) -> None:
         """Forget all state; the next sample appended has index ``start``."""
         self._ecg.reset(start)
         self._flags.reset(start)
+        self._hold.reset()
         self._amplitudes.clear()
 
     def append(self, ecg_mv: NDArray[np.float64], flags: NDArray[np.uint8]) -> None:
         """Add the next chunk of band-passed ECG (mV) and its quality flags."""
-        self._ecg.append(np.where(np.isfinite(ecg_mv), ecg_mv, 0.0))
+        self._ecg.append(self._hold(ecg_mv))
         self._flags.append(flags)
 
     def last_sample(self, r_sample: int) -> int:
