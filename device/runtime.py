@@ -221,6 +221,8 @@ class Runtime:
             while not self.stop_event.is_set():
                 item = self.source.get(timeout_s=self.poll_s)
                 if item is None:
+                    if self.stop_event.is_set():
+                        break
                     if not getattr(self.source, "running", True):
                         reason = "end of stream"
                         break
