@@ -219,6 +219,12 @@ class SignalChain:
             c.window_points,
             c.normalization,
         )
+        qs = self._quality.settings
+        self._hindsight = {
+            Quality.NOISY: int(round(qs.noise_window_s * c.fs_hz)),
+            Quality.FLAT: int(round(qs.flat_window_s * c.fs_hz)),
+            Quality.SATURATED: int(round(qs.saturation_min_s * c.fs_hz)),
+        }
         self._min_rr = int(round(self._detector.settings.refractory_s * c.fs_hz))
         self.reset(0)
 
@@ -254,6 +260,7 @@ class SignalChain:
         self._windower.reset(self._next_sample)
         self._pending: list[Detection] = []
         self._flags_now = 0
+        self._prev_flags = 0
         self._last_r: int | None = None
         self._last_emitted_r: int | None = None
         self._rr_s: deque[float] = deque(maxlen=RR_MEMORY)
@@ -298,6 +305,7 @@ class SignalChain:
         flags = self._quality.process(raw, notched)
         events = self._quality_events(flags)
         self._windower.append(ecg, flags)
+        self._mark_hindsight(flags)
         self._pending.extend(self._detector.process(ecg, flags == 0))
         self._next_sample += n
         return ChainOutput(beats=self._emit_ready(), quality_events=events)
@@ -309,6 +317,16 @@ class SignalChain:
         """
         self._pending.extend(self._detector.finish())
         return ChainOutput(beats=self._emit_ready())
+
+    def _mark_hindsight(self, flags: NDArray[np.uint8]) -> None:
+        """Extend NOISY, FLAT and SATURATED back over the span that raised them."""
+        start = self._next_sample
+        for flag, span in self._hindsight.items():
+            on = (flags & flag) != 0
+            before = np.concatenate(([bool(self._prev_flags & flag)], on[:-1]))
+            for k in np.flatnonzero(on & ~before).tolist():
+                self._windower.mark_before(start + k, start + k - span, int(flag))
+        self._prev_flags = int(flags[-1])
 
     def _quality_events(self, flags: NDArray[np.uint8]) -> list[QualityEvent]:
         prev = np.concatenate(([self._flags_now], flags[:-1]))
@@ -332,8 +350,9 @@ class SignalChain:
             log.debug("detection at %d duplicates R at %d", r, self._last_r)
             return None
         rr_before = math.nan
+        known_at = self._windower.last_sample(r)
         if self._last_r is not None and not self._windower.flagged_between(
-            self._last_r, r
+            self._last_r, r, known_at
         ):
             rr_before = (r - self._last_r) / self.config.fs_hz
         rr_avg = float(np.mean(self._rr_s)) if self._rr_s else math.nan

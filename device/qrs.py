@@ -169,6 +169,7 @@ class QRSDetector:
         self._last_qrs: int | None = None  # energy-peak index of the last QRS
         self._last_slope = 0.0
         self._deadline: int | None = None
+        self._bad_spans: deque[tuple[int, int]] = deque()  # unusable [start, stop)
         self._signs: deque[int] = deque(maxlen=n)  # sign of the recent R peaks
         self._polarity = 0  # +1 or -1 when the recent R peaks agree, else 0
 
@@ -217,7 +218,38 @@ class QRSDetector:
         self._qrs_band.append(band)
         self._energy.append(energy)
         self._slope.append(np.abs(deriv))
-        self._usable.append(usable & np.isfinite(ecg_mv))
+        good = usable & np.isfinite(ecg_mv)
+        self._usable.append(good)
+        self._note_bad_spans(good)
+
+    def _note_bad_spans(self, good: NDArray[np.bool_]) -> None:
+        """Remember where unusable stretches lie (stream indices)."""
+        if good.all():
+            return
+        first = self._usable.end - len(good)
+        edges = np.flatnonzero(
+            np.diff(np.concatenate(([1], good, [1])).astype(np.int8))
+        )
+        for a, b in zip(edges[0::2].tolist(), edges[1::2].tolist(), strict=True):
+            start, stop = first + a, first + b
+            if self._bad_spans and self._bad_spans[-1][1] == start:
+                start = self._bad_spans.pop()[0]
+            self._bad_spans.append((start, stop))
+
+    def _forget_across_gap(self, upto: int) -> None:
+        """After an unusable stretch, forget the previous QRS (not the levels).
+
+        RR intervals, the T-wave test and search-back make no sense across
+        a stretch with no usable signal; the thresholds still do.
+        """
+        if self._last_qrs is None:
+            return
+        while self._bad_spans and self._bad_spans[0][1] <= self._last_qrs:
+            self._bad_spans.popleft()
+        if any(start <= upto for start, _ in self._bad_spans):
+            self._last_qrs = None
+            self._deadline = None
+            self._noise_since_qrs = []
 
     # Candidates ------------------------------------------------------------
 
@@ -262,8 +294,13 @@ class QRSDetector:
         confirm = known_until + self._half - 1
         while True:
             nxt = self._pending[0] if self._pending else None
+            if nxt is not None:
+                self._forget_across_gap(nxt.index)
             d = self._deadline
             if d is not None and d <= known_until and (nxt is None or nxt.index >= d):
+                self._forget_across_gap(d)
+                if self._deadline is None:
+                    continue
                 beat = self._search_back(d, confirm if at_end else d + self._half)
                 if beat is not None:
                     found.append(beat)

@@ -9,7 +9,7 @@
 * ``FLAT``      the last ``flat_window_s`` varied by at most
   ``flat_max_counts`` (amplifier asleep, cable shorted, constant input);
 * ``NOISY``     the typical RMS of the 25-40 Hz band (after any mains
-  notch) over the last second exceeds ``noise_max_mv``: muscle noise or
+  notch) over the last half second exceeds ``noise_max_mv``: muscle noise or
   broadband interference strong enough to bury QRS complexes. "Typical"
   is the median over 50 ms blocks, so the QRS complexes themselves, which
   are rich in that band but brief, do not count.
@@ -70,7 +70,7 @@ class QualitySettings:
     flat_max_counts: float = 1.0
     noise_band_hz: tuple[float, float] = (25.0, 40.0)
     noise_block_s: float = 0.05
-    noise_window_s: float = 1.0
+    noise_window_s: float = 0.5
     noise_max_mv: float = 0.12
     hold_s: float = 0.5
 
@@ -169,7 +169,7 @@ class QualityMonitor:
         an ADC rail (even a briefly clipped R peak) of the chunk last given
         to :meth:`input_flags`.
         """
-        return raw[:, 0] | raw[:, 4] | self._at_rail
+        return raw[:, 0] | raw[:, 2] | raw[:, 4] | self._at_rail
 
     def process(
         self, raw: NDArray[np.bool_], notched_mv: NDArray[np.float64]

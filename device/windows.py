@@ -91,12 +91,14 @@ class BeatWindower:
         self._flags = SampleHistory(keep, np.uint8, start)
         self._amplitudes: deque[float] = deque(maxlen=8)
         self._hold = HoldLast()
+        self._marks: deque[tuple[int, int, int]] = deque()  # (edge, start, flag)
 
     def reset(self, start: int) -> None:
         """Forget all state; the next sample appended has index ``start``."""
         self._ecg.reset(start)
         self._flags.reset(start)
         self._hold.reset()
+        self._marks.clear()
         self._amplitudes.clear()
 
     def append(self, ecg_mv: NDArray[np.float64], flags: NDArray[np.uint8]) -> None:
@@ -112,18 +114,39 @@ class BeatWindower:
         """Whether every sample of the window around ``r_sample`` has arrived."""
         return self._ecg.end >= r_sample + self._hi
 
+    def mark_before(self, edge: int, start: int, flag: int) -> None:
+        """Flag samples ``start`` .. ``edge - 1`` in hindsight.
+
+        A flag decided over a trailing span (NOISY over the last second,
+        FLAT over the last second) is raised at ``edge`` but describes the
+        span before it. Windows are judged by what was known when their
+        last sample arrived, so a mark counts only for windows ending at or
+        after ``edge``; that keeps the result independent of chunking.
+        """
+        self._marks.append((int(edge), int(start), int(flag)))
+
     def flags_over(self, r_sample: int) -> int:
         """Union of the quality flags over the window (0 when all good)."""
         a, b = r_sample + self._lo, r_sample + self._hi
+        return self._flags_in(a, b, known_at=b - 1)
+
+    def flagged_between(self, a: int, b: int, known_at: int) -> bool:
+        """Whether any sample ``a`` .. ``b - 1`` is flagged or no longer held.
+
+        Marks made in hindsight count when raised at or before ``known_at``.
+        """
+        return bool(self._flags_in(a, b, known_at))
+
+    def _flags_in(self, a: int, b: int, known_at: int) -> int:
         if not self._flags.holds(a, b):
             return 0xFF
-        return int(np.bitwise_or.reduce(self._flags.get(a, b)))
-
-    def flagged_between(self, a: int, b: int) -> bool:
-        """Whether any sample ``a`` .. ``b - 1`` is flagged or no longer held."""
-        if not self._flags.holds(a, b):
-            return True
-        return bool(self._flags.get(a, b).any())
+        flags = int(np.bitwise_or.reduce(self._flags.get(a, b))) if b > a else 0
+        while self._marks and self._marks[0][0] < self._flags.first:
+            self._marks.popleft()
+        for edge, start, flag in self._marks:
+            if edge <= known_at and start < b and a < edge:
+                flags |= flag
+        return flags
 
     def cut(self, r_sample: int) -> NDArray[np.float32] | None:
         """The normalized window around ``r_sample``.
