@@ -1,0 +1,472 @@
+"""The model bundle: a folder with ``model.tflite`` and ``model.json``.
+
+A trained beat model travels as a folder. ``model.tflite`` is the full-int8
+LSTM autoencoder; ``model.json`` carries everything the device needs to cut
+beats exactly as in training, to feed the model and to judge its output.
+This module is the one description of that JSON (the table below), its
+loader and its checks; the converter writes it with :func:`write_meta` and
+the device reads it with :func:`load_bundle`.
+
+``model.json`` (schema version 1)
+---------------------------------
+
+=========================  =====================================================
+key                        meaning
+=========================  =====================================================
+``schema_version``         int, ``SCHEMA_VERSION``; any other value is refused
+``kind``                   ``"beatguard.lstm_autoencoder"``
+``model_file``             ``"model.tflite"``
+``model_sha256``           hex SHA-256 of ``model.tflite``
+``model_bytes``            size of ``model.tflite`` in bytes
+``chain``                  ``ChainConfig.to_dict()`` of the training chain
+                           (sample rate, filters, window seconds and points,
+                           normalization)
+``input``                  ``shape`` ``[1, points, channels]``, ``dtype``
+                           ``"int8"``, ``scale``, ``zero_point`` and
+                           ``channels`` (names, in order: ``"window"``,
+                           ``"prematurity"``)
+``output``                 same keys as ``input`` for the reconstruction
+``features``               ``prematurity``: ``gain``, ``clip``, ``dead_zone``;
+                           the channel holds ``gain * clip(1 - rr_before_s /
+                           rr_avg_s - dead_zone, 0, clip)`` at every time step
+                           (0 when an RR interval is unknown)
+``score``                  ``kind`` ``"standardized_mse"``: mean over time
+                           steps and channels of the squared residual divided
+                           by ``residual_sd`` (``[points][channels]``, the
+                           spread of the residual on training beats)
+``threshold``              a beat whose score is above it is anomalous
+``calibration``            ``method``, ``target_false_alarm_rate``,
+                           ``beats`` (held-out beats used), ``float_threshold``,
+                           ``observed_false_alarm_rate`` (on those beats)
+``training``               ``records``, ``minutes``, ``beats_total``,
+                           ``beats_kept``, ``beats_dropped``,
+                           ``beats_calibration``, ``epochs``, ``seed``,
+                           ``parameters``
+``tools``                  versions of beatguard, TensorFlow, tf_keras, numpy
+``created_utc``            ISO 8601 time the bundle was written
+=========================  =====================================================
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from beatguard.device.errors import BundleCorrupt, BundleMismatch, BundleNotFound
+from beatguard.device.types import Beat
+
+if TYPE_CHECKING:
+    from beatguard.device.chain import ChainConfig
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+KIND = "beatguard.lstm_autoencoder"
+MODEL_FILE = "model.tflite"
+META_FILE = "model.json"
+CHANNELS = ("window", "prematurity")
+SCORE_KINDS = ("standardized_mse",)
+
+_REQUIRED_KEYS = (
+    "schema_version",
+    "kind",
+    "model_file",
+    "model_sha256",
+    "chain",
+    "input",
+    "output",
+    "features",
+    "score",
+    "threshold",
+    "calibration",
+    "training",
+)
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """How a tensor's int8 values map to real numbers.
+
+    ``real = scale * (int8 - zero_point)``.
+    """
+
+    shape: tuple[int, ...]
+    dtype: str
+    scale: float
+    zero_point: int
+
+    def quantize(self, values: NDArray[np.floating]) -> NDArray[np.int8]:
+        """Real values to int8 with this tensor's scale and zero point, clipped.
+
+        Parameters
+        ----------
+        values : NDArray[np.floating], any shape
+
+        Returns
+        -------
+        NDArray[np.int8], same shape
+            ``round(values / scale) + zero_point`` clipped to [-128, 127].
+        """
+        q = np.round(np.asarray(values, np.float64) / self.scale) + self.zero_point
+        return np.clip(q, -128, 127).astype(np.int8)
+
+    def dequantize(self, values: NDArray[np.integer]) -> NDArray[np.float64]:
+        """int8 values to real numbers: ``scale * (values - zero_point)``."""
+        return self.scale * (np.asarray(values, np.float64) - self.zero_point)
+
+    def to_dict(self, channels: Sequence[str] = CHANNELS) -> dict[str, Any]:
+        """The JSON form used in ``model.json``."""
+        return {
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "scale": float(self.scale),
+            "zero_point": int(self.zero_point),
+            "channels": list(channels),
+        }
+
+
+@dataclass(frozen=True)
+class PrematurityFeature:
+    """The RR-derived model input channel.
+
+    ``value = gain * clip(1 - rr_before_s / rr_avg_s - dead_zone, 0, clip)``:
+    0 for a beat on time or late (a pause after an early beat is not itself
+    abnormal), growing with how early a beat came beyond the ordinary
+    beat-to-beat variation ``dead_zone``; 0 when either interval is unknown
+    (NaN) or not positive.
+    """
+
+    gain: float = 4.0
+    clip: float = 0.5
+    dead_zone: float = 0.1
+
+    def values(
+        self, rr_before_s: NDArray[np.floating], rr_avg_s: NDArray[np.floating]
+    ) -> NDArray[np.float32]:
+        """Feature values for arrays of intervals (seconds), shape (n,)."""
+        rr = np.asarray(rr_before_s, np.float64)
+        avg = np.asarray(rr_avg_s, np.float64)
+        ok = np.isfinite(rr) & np.isfinite(avg) & (rr > 0) & (avg > 0)
+        ratio = np.divide(rr, avg, out=np.ones_like(rr), where=ok)
+        early = np.clip(1.0 - ratio - self.dead_zone, 0.0, self.clip)
+        return (self.gain * np.where(ok, early, 0.0)).astype(np.float32)
+
+    def to_dict(self) -> dict[str, float]:
+        return {
+            "gain": float(self.gain),
+            "clip": float(self.clip),
+            "dead_zone": float(self.dead_zone),
+        }
+
+
+def model_inputs(
+    windows: NDArray[np.floating],
+    prematurity: NDArray[np.floating],
+) -> NDArray[np.float32]:
+    """Stack beat windows and the prematurity feature into model inputs.
+
+    Parameters
+    ----------
+    windows : NDArray[np.floating], shape (n, points)
+        Normalized beat windows from the signal chain.
+    prematurity : NDArray[np.floating], shape (n,)
+        Values of :class:`PrematurityFeature` for the same beats.
+
+    Returns
+    -------
+    NDArray[np.float32], shape (n, points, 2)
+        Channel 0 the window, channel 1 the feature repeated at every step.
+    """
+    windows = np.asarray(windows, np.float32)
+    if windows.ndim != 2:
+        raise ValueError(f"windows must be (n, points), got shape {windows.shape}")
+    prem = np.asarray(prematurity, np.float32).reshape(-1)
+    if prem.shape[0] != windows.shape[0]:
+        raise ValueError(
+            f"{windows.shape[0]} windows but {prem.shape[0]} prematurity values"
+        )
+    feature = np.broadcast_to(prem[:, None], windows.shape)
+    return np.stack([windows, feature], axis=-1).astype(np.float32)
+
+
+def beats_to_inputs(
+    beats: Sequence[Beat], feature: PrematurityFeature
+) -> NDArray[np.float32]:
+    """Model inputs for chain beats, shape (n, points, 2) float32."""
+    if len(beats) == 0:
+        raise ValueError("no beats to turn into model inputs")
+    windows = np.stack([np.asarray(b.window, np.float32) for b in beats])
+    rr = np.array([b.rr_before_s for b in beats], np.float64)
+    avg = np.array([b.rr_avg_s for b in beats], np.float64)
+    return model_inputs(windows, feature.values(rr, avg))
+
+
+def standardized_mse(
+    inputs: NDArray[np.floating],
+    outputs: NDArray[np.floating],
+    residual_sd: NDArray[np.floating],
+) -> NDArray[np.float64]:
+    """Per-beat score: mean squared residual in units of the training spread.
+
+    Parameters
+    ----------
+    inputs, outputs : NDArray[np.floating], shape (n, points, channels)
+        What the model was given and what it reconstructed (real values).
+    residual_sd : NDArray[np.floating], shape (points, channels)
+        Standard deviation of the residual on training beats, per step and
+        channel (positive).
+
+    Returns
+    -------
+    NDArray[np.float64], shape (n,)
+    """
+    z = (np.asarray(outputs, np.float64) - np.asarray(inputs, np.float64)) / (
+        np.asarray(residual_sd, np.float64)
+    )
+    return np.mean(z * z, axis=(1, 2))
+
+
+def sha256_of(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 16), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A loaded, checked model bundle.
+
+    Attributes
+    ----------
+    folder : Path
+    model_path : Path
+        The ``model.tflite`` file, whose hash matched ``model.json``.
+    meta : dict
+        The whole of ``model.json``.
+    """
+
+    folder: Path
+    model_path: Path
+    meta: dict
+
+    @property
+    def threshold(self) -> float:
+        """Score above which a beat is anomalous (int8 model scores)."""
+        return float(self.meta["threshold"])
+
+    @property
+    def input_quantization(self) -> Quantization:
+        return _quantization(self.meta["input"], "input", self.folder)
+
+    @property
+    def output_quantization(self) -> Quantization:
+        return _quantization(self.meta["output"], "output", self.folder)
+
+    @property
+    def prematurity(self) -> PrematurityFeature:
+        spec = self.meta["features"]["prematurity"]
+        return PrematurityFeature(
+            gain=float(spec["gain"]),
+            clip=float(spec["clip"]),
+            dead_zone=float(spec["dead_zone"]),
+        )
+
+    @property
+    def residual_sd(self) -> NDArray[np.float64]:
+        """Shape (points, channels), positive."""
+        return np.asarray(self.meta["score"]["residual_sd"], np.float64)
+
+    @property
+    def points(self) -> int:
+        return int(self.meta["input"]["shape"][1])
+
+    def chain_config(self) -> ChainConfig:
+        """The signal chain settings the model was trained with."""
+        from beatguard.device.chain import ChainConfig
+
+        try:
+            return ChainConfig.from_dict(self.meta["chain"])
+        except (TypeError, ValueError, KeyError) as err:
+            raise BundleMismatch(
+                f"{self.folder / META_FILE}: chain settings unusable: {err}"
+            ) from err
+
+
+def load_bundle(folder: str | Path) -> Bundle:
+    """Load a bundle folder and check its files, hash and schema.
+
+    Parameters
+    ----------
+    folder : str or Path
+        Folder holding ``model.tflite`` and ``model.json``.
+
+    Returns
+    -------
+    Bundle
+
+    Raises
+    ------
+    BundleNotFound
+        The folder, ``model.json`` or ``model.tflite`` is missing.
+    BundleCorrupt
+        ``model.json`` is not valid JSON, or the model's SHA-256 differs
+        from the one recorded.
+    BundleMismatch
+        The schema version, kind or a required key does not match this
+        version of beatguard, or the recorded shapes are inconsistent.
+    """
+    folder = Path(folder)
+    meta_path = folder / META_FILE
+    if not folder.is_dir():
+        raise BundleNotFound(f"{folder}: model bundle folder does not exist")
+    if not meta_path.is_file():
+        raise BundleNotFound(f"{meta_path}: missing (not a model bundle folder?)")
+    meta = _read_meta(meta_path)
+    _check_schema(meta, meta_path)
+    model_path = folder / str(meta["model_file"])
+    if not model_path.is_file():
+        raise BundleNotFound(f"{model_path}: missing from the model bundle")
+    digest = sha256_of(model_path)
+    if digest != meta["model_sha256"]:
+        raise BundleCorrupt(
+            f"{model_path}: SHA-256 {digest[:12]}... does not match "
+            f"{str(meta['model_sha256'])[:12]}... in {META_FILE} (file altered?)"
+        )
+    bundle = Bundle(folder=folder, model_path=model_path, meta=meta)
+    _check_shapes(bundle, meta_path)
+    log.debug("loaded model bundle %s (threshold %.4g)", folder, bundle.threshold)
+    return bundle
+
+
+def write_meta(folder: str | Path, meta: dict) -> Path:
+    """Write ``model.json`` after filling in the model's hash and size.
+
+    Parameters
+    ----------
+    folder : str or Path
+        Bundle folder that already holds ``model.tflite``.
+    meta : dict
+        Every key of the schema table except ``model_sha256`` and
+        ``model_bytes``, which are computed here.
+
+    Returns
+    -------
+    Path
+        The written ``model.json``.
+
+    Raises
+    ------
+    BundleNotFound
+        ``model.tflite`` is not in the folder.
+    BundleMismatch
+        The resulting JSON does not pass the checks of :func:`load_bundle`.
+    """
+    folder = Path(folder)
+    model_path = folder / MODEL_FILE
+    if not model_path.is_file():
+        raise BundleNotFound(f"{model_path}: write the model before its JSON")
+    meta = dict(meta)
+    meta.setdefault("schema_version", SCHEMA_VERSION)
+    meta.setdefault("kind", KIND)
+    meta.setdefault("model_file", MODEL_FILE)
+    meta["model_sha256"] = sha256_of(model_path)
+    meta["model_bytes"] = model_path.stat().st_size
+    meta_path = folder / META_FILE
+    _check_schema(meta, meta_path)
+    tmp = meta_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n")
+    tmp.replace(meta_path)
+    load_bundle(folder)
+    return meta_path
+
+
+def _read_meta(meta_path: Path) -> dict:
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, UnicodeDecodeError) as err:
+        raise BundleCorrupt(f"{meta_path}: unreadable: {err}") from err
+    except json.JSONDecodeError as err:
+        raise BundleCorrupt(
+            f"{meta_path}: not valid JSON (line {err.lineno}: {err.msg})"
+        ) from err
+    if not isinstance(meta, dict):
+        raise BundleCorrupt(f"{meta_path}: top level must be a JSON object")
+    return meta
+
+
+def _check_schema(meta: dict, meta_path: Path) -> None:
+    version = meta.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise BundleMismatch(
+            f"{meta_path}: schema version {version!r}, this beatguard reads "
+            f"version {SCHEMA_VERSION}"
+        )
+    if meta.get("kind") != KIND:
+        raise BundleMismatch(f"{meta_path}: kind {meta.get('kind')!r}, want {KIND!r}")
+    missing = [key for key in _REQUIRED_KEYS if key not in meta]
+    if missing:
+        raise BundleMismatch(f"{meta_path}: missing keys {', '.join(missing)}")
+    if meta["score"].get("kind") not in SCORE_KINDS:
+        raise BundleMismatch(
+            f"{meta_path}: score kind {meta['score'].get('kind')!r} unknown"
+        )
+    threshold = meta["threshold"]
+    if not isinstance(threshold, int | float) or not math.isfinite(threshold):
+        raise BundleMismatch(f"{meta_path}: threshold {threshold!r} is not a number")
+
+
+def _quantization(spec: dict, which: str, folder: Path) -> Quantization:
+    try:
+        return Quantization(
+            shape=tuple(int(v) for v in spec["shape"]),
+            dtype=str(spec["dtype"]),
+            scale=float(spec["scale"]),
+            zero_point=int(spec["zero_point"]),
+        )
+    except (KeyError, TypeError, ValueError) as err:
+        raise BundleMismatch(
+            f"{folder / META_FILE}: {which} quantization unusable: {err}"
+        ) from err
+
+
+def _check_shapes(bundle: Bundle, meta_path: Path) -> None:
+    inp, out = bundle.input_quantization, bundle.output_quantization
+    for which, q in (("input", inp), ("output", out)):
+        if len(q.shape) != 3 or q.shape[0] != 1 or q.shape[2] != len(CHANNELS):
+            raise BundleMismatch(
+                f"{meta_path}: {which} shape {list(q.shape)}, want "
+                f"[1, points, {len(CHANNELS)}]"
+            )
+        if q.dtype != "int8":
+            raise BundleMismatch(f"{meta_path}: {which} dtype {q.dtype}, want int8")
+        if not (q.scale > 0 and math.isfinite(q.scale)):
+            raise BundleMismatch(f"{meta_path}: {which} scale {q.scale} not positive")
+    if inp.shape != out.shape:
+        raise BundleMismatch(
+            f"{meta_path}: input shape {list(inp.shape)} differs from output "
+            f"shape {list(out.shape)}"
+        )
+    sd = bundle.residual_sd
+    if sd.shape != inp.shape[1:] or not np.all(np.isfinite(sd) & (sd > 0)):
+        raise BundleMismatch(
+            f"{meta_path}: score residual_sd must be positive with shape "
+            f"{list(inp.shape[1:])}, got {list(sd.shape)}"
+        )
+    points = bundle.meta["chain"].get("window_points")
+    if points is not None and int(points) != inp.shape[1]:
+        raise BundleMismatch(
+            f"{meta_path}: chain window_points {points} but model takes "
+            f"{inp.shape[1]} points"
+        )

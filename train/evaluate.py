@@ -1,0 +1,335 @@
+"""Personal-model evaluation: train on the first minutes, score the rest.
+
+For each record: train on its first minutes without labels, convert to the
+int8 bundle, run a fresh device chain from the end of the training minutes
+(exactly the beats the device would see when the record is replayed from
+there), score them with the int8 :class:`~beatguard.device.scorer.Scorer`,
+match them to the reference beats (150 ms) and measure PVC detection. The
+same beats are also scored by the float Keras model and by two baselines
+fitted on the same training minutes: the distance to the median training
+window, and a small dense autoencoder shaped like the TensorFlow tutorial's.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from beatguard.device.bundle import beats_to_inputs, load_bundle, standardized_mse
+from beatguard.device.chain import ChainConfig, beats_from_record
+from beatguard.device.errors import ModelError
+from beatguard.device.evaluation import match_beats
+from beatguard.device.records import Record, read_record
+from beatguard.device.scorer import Scorer
+from beatguard.device.types import Beat
+from beatguard.train.dataset import training_stop_sample
+from beatguard.train.fit import TrainSettings, predict
+from beatguard.train.keras_setup import seed_everything, tensorflow_and_keras
+from beatguard.train.models import build_dense_autoencoder
+from beatguard.train.personal import train_personal
+from beatguard.train.run import load_run
+
+log = logging.getLogger(__name__)
+
+PVC_SYMBOL = "V"
+_RECORD_KEYS = ("fs_hz", "gain_counts_per_mv", "baseline_counts", "adc_bits")
+
+
+@dataclass
+class ScoredBeats:
+    """Beats of a record stretch with their int8 scores.
+
+    Attributes
+    ----------
+    beats : list of Beat
+    samples : NDArray[np.int64], shape (n,)
+        R peaks, samples from the record's start.
+    scores : NDArray[np.float64], shape (n,)
+    anomalous : NDArray[np.bool_], shape (n,)
+        Score above the bundle's threshold.
+    threshold : float
+    """
+
+    beats: list[Beat]
+    samples: NDArray[np.int64]
+    scores: NDArray[np.float64]
+    anomalous: NDArray[np.bool_]
+    threshold: float
+
+
+def chain_config_for(record: Record, bundle_chain: dict) -> ChainConfig:
+    """The bundle's chain settings with the record's own rate, gain and ADC."""
+    overrides = {k: v for k, v in bundle_chain.items() if k not in _RECORD_KEYS}
+    overrides.pop("adc_zero_counts", None)
+    return ChainConfig.for_record(record, **overrides)
+
+
+def score_record(
+    record: Record,
+    bundle_dir: str | Path,
+    start_sample: int,
+    interpreter: str = "auto",
+) -> ScoredBeats:
+    """Score a record from ``start_sample`` on, as the device would.
+
+    A fresh chain with the bundle's settings starts at ``start_sample``
+    (:func:`~beatguard.device.chain.beats_from_record`) and every beat it
+    emits is scored by the int8 model.
+
+    Parameters
+    ----------
+    record : Record
+    bundle_dir : str or Path
+    start_sample : int
+        Where replay starts (e.g. the end of the training minutes).
+    interpreter : str
+        See :class:`~beatguard.device.scorer.Scorer`.
+
+    Returns
+    -------
+    ScoredBeats
+    """
+    bundle = load_bundle(bundle_dir)
+    config = chain_config_for(record, bundle.meta["chain"])
+    beats = beats_from_record(record, config, start_sample=start_sample)
+    with Scorer(bundle_dir, interpreter=interpreter) as scorer:
+        scores = scorer.score_beats(beats)
+        anomalous = scorer.is_anomalous(scores)
+        threshold = scorer.threshold
+    return ScoredBeats(
+        beats=beats,
+        samples=np.array([b.sample for b in beats], np.int64),
+        scores=scores,
+        anomalous=anomalous,
+        threshold=threshold,
+    )
+
+
+def roc_auc(labels: NDArray[np.bool_], scores: NDArray[np.floating]) -> float:
+    """Area under the ROC curve (Mann-Whitney, ties counted half).
+
+    Returns NaN when either class is absent.
+    """
+    from scipy.stats import rankdata
+
+    labels = np.asarray(labels, bool)
+    pos, neg = int(labels.sum()), int((~labels).sum())
+    if pos == 0 or neg == 0:
+        return float("nan")
+    ranks = rankdata(np.asarray(scores, np.float64))
+    return float((ranks[labels].sum() - pos * (pos + 1) / 2) / (pos * neg))
+
+
+def roc_curve(
+    labels: NDArray[np.bool_], scores: NDArray[np.floating]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """False- and true-positive rates at every threshold, both shape (n+1,)."""
+    labels = np.asarray(labels, bool)
+    order = np.argsort(-np.asarray(scores, np.float64), kind="stable")
+    hits = labels[order]
+    tpr = np.concatenate([[0.0], np.cumsum(hits) / max(1, hits.sum())])
+    fpr = np.concatenate([[0.0], np.cumsum(~hits) / max(1, (~hits).sum())])
+    return fpr, tpr
+
+
+@dataclass
+class RecordEvaluation:
+    """Figures and the arrays behind them for one record."""
+
+    name: str
+    figures: dict
+    times_s: NDArray[np.float64] = field(repr=False)
+    labels: NDArray[np.bool_] = field(repr=False)
+    scores: dict = field(repr=False)
+    threshold: float = 0.0
+    inputs: NDArray[np.float32] = field(default=None, repr=False)
+    int8_outputs: NDArray[np.float64] = field(default=None, repr=False)
+
+
+def evaluate_record(
+    path: str | Path,
+    work_dir: str | Path,
+    train_minutes: float = 5.0,
+    settings: TrainSettings | None = None,
+    interpreter: str = "auto",
+) -> RecordEvaluation:
+    """Train, convert and score one annotated record (personal protocol).
+
+    Parameters
+    ----------
+    path : str or Path
+        An annotated record.
+    work_dir : str or Path
+        The record's run and bundle folder is written here.
+    train_minutes : float
+    settings : TrainSettings, optional
+    interpreter : str
+
+    Returns
+    -------
+    RecordEvaluation
+        ``figures`` holds ``auc_int8``, ``auc_float``, ``auc_template``,
+        ``auc_dense_ae``, ``se``, ``ppv``, ``false_alarms_per_hour``,
+        ``model_bytes``, ``dropped_beats`` and the counts behind them.
+
+    Raises
+    ------
+    RecordError
+        The record cannot be read.
+    ModelError
+        It has no beat annotations, or training fails.
+    """
+    from beatguard.convert.bundle_writer import convert_run
+
+    settings = settings or TrainSettings()
+    record = read_record(path)
+    if record.annotations is None:
+        raise ModelError(f"{path}: no reference annotations (.atr) to evaluate against")
+    out = Path(work_dir) / record.name
+    started = time.perf_counter()
+    train_personal([path], out, minutes=train_minutes, settings=settings)
+    convert_run(out, interpreter=interpreter)
+    build_s = time.perf_counter() - started
+
+    train_end = training_stop_sample(record, train_minutes)
+    scored = score_record(record, out, train_end, interpreter=interpreter)
+    run = load_run(out)
+    bundle = load_bundle(out)
+    inputs = beats_to_inputs(scored.beats, bundle.prematurity)
+    float_scores = standardized_mse(
+        inputs, predict(run.model, inputs), np.asarray(run.info["residual_sd"])
+    )
+    config = chain_config_for(record, bundle.meta["chain"])
+    train_windows = np.stack(
+        [b.window for b in beats_from_record(record, config, 0, train_end)]
+    )
+    template_scores = template_distance(train_windows, inputs[:, :, 0])
+    dense_scores = dense_autoencoder_scores(
+        run.fit_inputs[:, :, 0], inputs[:, :, 0], settings.seed
+    )
+
+    ref = record.annotations.beats()
+    ref_samples = np.asarray(ref.samples, np.int64)
+    is_v = np.array([s == PVC_SYMBOL for s in ref.symbols], bool)
+    match = match_beats(
+        ref_samples, scored.samples, record.fs_hz, skip_s=train_end / record.fs_hz
+    )
+    scored_ref = ref_samples >= train_end
+    labels_det = np.zeros(len(scored.samples), bool)
+    labels_det[match.det_index] = is_v[match.ref_index]
+    matched = np.zeros(len(scored.samples), bool)
+    matched[match.det_index] = True
+
+    flagged = scored.anomalous
+    tp = int(np.sum(flagged[match.det_index] & is_v[match.ref_index]))
+    v_total = int(np.sum(is_v & scored_ref))
+    flagged_total = int(flagged.sum())
+    hours = (len(record.counts) - train_end) / record.fs_hz / 3600.0
+    figures = {
+        "auc_int8": roc_auc(labels_det[matched], scored.scores[matched]),
+        "auc_float": roc_auc(labels_det[matched], float_scores[matched]),
+        "auc_template": roc_auc(labels_det[matched], template_scores[matched]),
+        "auc_dense_ae": roc_auc(labels_det[matched], dense_scores[matched]),
+        "se": tp / v_total if v_total else float("nan"),
+        "ppv": tp / flagged_total if flagged_total else float("nan"),
+        "false_alarms_per_hour": (flagged_total - tp) / hours,
+        "model_bytes": int(bundle.meta["model_bytes"]),
+        "dropped_beats": int(bundle.meta["training"]["beats_dropped"]),
+        "training_beats": int(bundle.meta["training"]["beats_total"]),
+        "pvc_reference": v_total,
+        "pvc_detected": tp,
+        "flagged": flagged_total,
+        "beats_scored": len(scored.samples),
+        "reference_beats": int(scored_ref.sum()),
+        "unmatched_detections": int(len(match.unmatched_det)),
+        "missed_reference_beats": int(len(match.unmatched_ref)),
+        "threshold": scored.threshold,
+        "train_convert_s": round(build_s, 1),
+    }
+    log.info(
+        "%s: AUC int8 %.4f float %.4f template %.4f dense %.4f; Se %.3f +P %.3f",
+        record.name,
+        figures["auc_int8"],
+        figures["auc_float"],
+        figures["auc_template"],
+        figures["auc_dense_ae"],
+        figures["se"],
+        figures["ppv"],
+    )
+    with Scorer(out, interpreter=interpreter) as scorer:
+        int8_outputs = scorer.reconstruct(inputs)
+    return RecordEvaluation(
+        name=record.name,
+        figures=figures,
+        times_s=scored.samples / record.fs_hz,
+        labels=np.where(matched, labels_det, False),
+        scores={
+            "int8": scored.scores,
+            "float": float_scores,
+            "template": template_scores,
+            "dense_ae": dense_scores,
+        },
+        threshold=scored.threshold,
+        inputs=inputs,
+        int8_outputs=int8_outputs,
+    )
+
+
+def template_distance(
+    train_windows: NDArray[np.floating], windows: NDArray[np.floating]
+) -> NDArray[np.float64]:
+    """Mean squared distance of each window to the median training window.
+
+    Parameters
+    ----------
+    train_windows : NDArray[np.floating], shape (m, points)
+    windows : NDArray[np.floating], shape (n, points)
+
+    Returns
+    -------
+    NDArray[np.float64], shape (n,)
+    """
+    template = np.median(np.asarray(train_windows, np.float64), axis=0)
+    return np.mean((np.asarray(windows, np.float64) - template) ** 2, axis=1)
+
+
+def dense_autoencoder_scores(
+    train_windows: NDArray[np.floating],
+    windows: NDArray[np.floating],
+    seed: int,
+    epochs: int = 50,
+) -> NDArray[np.float64]:
+    """Fit the tutorial-shaped dense autoencoder and score windows by MAE.
+
+    Windows are min-max scaled with the training windows' global range (as
+    the tutorial does), the model is trained with mean absolute error and
+    Adam, and a window's score is its mean absolute reconstruction error.
+
+    Parameters
+    ----------
+    train_windows : NDArray[np.floating], shape (m, points)
+    windows : NDArray[np.floating], shape (n, points)
+    seed : int
+    epochs : int
+
+    Returns
+    -------
+    NDArray[np.float64], shape (n,)
+    """
+    _, keras = tensorflow_and_keras()
+    train = np.asarray(train_windows, np.float32)
+    lo, hi = float(train.min()), float(train.max())
+    span = hi - lo if hi > lo else 1.0
+    scaled_train = (train - lo) / span
+    scaled = (np.asarray(windows, np.float32) - lo) / span
+    seed_everything(seed)
+    model = build_dense_autoencoder(train.shape[1])
+    model.compile(optimizer="adam", loss="mae")
+    model.fit(scaled_train, scaled_train, epochs=epochs, batch_size=64, verbose=0)
+    rebuilt = model.predict(scaled, batch_size=512, verbose=0)
+    return np.mean(np.abs(rebuilt - scaled), axis=1).astype(np.float64)

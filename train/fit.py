@@ -1,0 +1,442 @@
+"""Robust training of the LSTM autoencoder and calibration of its threshold.
+
+The personal protocol trains on the first minutes of a wearer's record
+without labels, so the training beats may hold premature ventricular beats
+and noise. Training therefore runs in two passes: a first fit on every
+fitting beat, then the beats whose reconstruction error is a robust outlier
+(log error more than ``drop_z`` robust standard deviations above the median)
+are dropped and a fresh model is fitted on the rest. How many beats were
+dropped is reported and stored with the model.
+
+The latest share of the training-period beats is held out of fitting.
+Their scores, with outliers removed by the same rule, set the threshold: a
+log-normal fit to the scores (median and MAD of the log score) gives the
+score exceeded by normal beats at the target false-alarm rate. Beats of the
+following hours drift away from those minutes (electrode movement, heart
+rate, noise), so the scores of normal beats later on spread much wider
+than the held-out ones; the threshold is therefore never set below
+``min_threshold``, a beat rebuilt that many times worse (in mean square)
+than a typical training beat.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.stats import norm
+
+from beatguard.device.bundle import standardized_mse
+from beatguard.device.errors import ModelError
+from beatguard.train.keras_setup import seed_everything, tensorflow_and_keras
+from beatguard.train.models import LstmAutoencoderSpec, build_lstm_autoencoder
+
+log = logging.getLogger(__name__)
+
+_MAD_TO_SD = 1.4826
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How the autoencoder is trained and calibrated.
+
+    Attributes
+    ----------
+    spec : LstmAutoencoderSpec
+        Model shape.
+    first_pass_epochs, epochs : int
+        Epochs of the first fit (used only to find outliers) and of the
+        final fit on the kept beats.
+    batch_size : int
+    learning_rate : float
+        Adam step size.
+    seed : int
+        Seeds weights, shuffling and TensorFlow's kernels.
+    drop_z : float
+        Robust z of the log reconstruction error above which a training
+        beat is dropped (and a calibration beat left out).
+    calibration_share : float
+        Share of the training-period beats, the latest ones, held out of
+        fitting to calibrate the threshold on beats the model has not seen
+        and that come later than those it learned from.
+    target_false_alarm_rate : float
+        Share of normal beats allowed above the threshold.
+    premature_margin : float
+        Training beats whose prematurity (share of the recent mean RR they
+        came early, beyond the feature's dead zone) exceeds this are
+        screened out before fitting.
+    premature_gain : float
+        Gain of the prematurity channel (``PrematurityFeature.gain``).
+    min_threshold : float
+        Lowest threshold the calibration may return (score units).
+    residual_sd_floor : float
+        Lower bound of the per-step residual spread (model input units), so
+        steps the model rebuilds almost exactly do not dominate the score.
+    """
+
+    spec: LstmAutoencoderSpec = field(default_factory=LstmAutoencoderSpec)
+    first_pass_epochs: int = 30
+    epochs: int = 60
+    batch_size: int = 32
+    learning_rate: float = 3e-3
+    seed: int = 0
+    drop_z: float = 3.0
+    calibration_share: float = 0.2
+    target_false_alarm_rate: float = 0.005
+    residual_sd_floor: float = 0.05
+    min_threshold: float = 20.0
+    premature_margin: float = 0.1
+    premature_gain: float = 4.0
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["spec"] = self.spec.to_dict()
+        return out
+
+
+@dataclass
+class FitResult:
+    """A trained autoencoder with its score scale and threshold.
+
+    Attributes
+    ----------
+    model : tf_keras.Model
+        Float model, batch size free.
+    residual_sd : NDArray[np.float64], shape (points, channels)
+    threshold : float
+        Float-model score threshold.
+    calibration : dict
+        How the threshold was set (see :func:`calibrate_threshold`).
+    fit_inputs : NDArray[np.float32], shape (n_fit, points, channels)
+        Beats the final model was fitted on (outliers removed).
+    calibration_inputs : NDArray[np.float32], shape (n_cal, points, channels)
+        Held-out beats, outliers removed, used for the threshold.
+    beats_total, beats_dropped, calibration_dropped : int
+    seconds : float
+        Wall time of training.
+    """
+
+    model: object
+    residual_sd: NDArray[np.float64]
+    threshold: float
+    calibration: dict
+    fit_inputs: NDArray[np.float32]
+    calibration_inputs: NDArray[np.float32]
+    beats_total: int
+    beats_dropped: int
+    calibration_dropped: int
+    seconds: float
+
+    def summary(self) -> dict:
+        return {
+            "beats_total": self.beats_total,
+            "beats_kept": int(len(self.fit_inputs)),
+            "beats_dropped": self.beats_dropped,
+            "beats_calibration": int(len(self.calibration_inputs)),
+            "calibration_dropped": self.calibration_dropped,
+            "seconds": round(self.seconds, 2),
+        }
+
+
+def robust_outliers(scores: NDArray[np.floating], z: float) -> NDArray[np.bool_]:
+    """Mark scores far above the bulk, on a log scale.
+
+    Parameters
+    ----------
+    scores : NDArray[np.floating], shape (n,), positive
+    z : float
+        Robust standard deviations (1.4826 MAD of the log score) above the
+        median log score beyond which a score is an outlier.
+
+    Returns
+    -------
+    NDArray[np.bool_], shape (n,)
+    """
+    logs = np.log(np.maximum(np.asarray(scores, np.float64), 1e-12))
+    center = np.median(logs)
+    spread = _MAD_TO_SD * np.median(np.abs(logs - center))
+    if spread <= 0:
+        return np.zeros(logs.shape, bool)
+    return (logs - center) / spread > z
+
+
+def screen_beats(
+    inputs: NDArray[np.floating], settings: TrainSettings
+) -> NDArray[np.bool_]:
+    """Mark training beats that are clearly not normal, before any fit.
+
+    A beat is marked when its window (channel 0) is a robust outlier in
+    squared distance to the median window of all the beats, or when its
+    prematurity feature (channel 1) is above ``settings.premature_margin``
+    (in shares of the recent mean RR beyond the feature's dead zone).
+
+    Parameters
+    ----------
+    inputs : NDArray[np.floating], shape (n, points, channels)
+    settings : TrainSettings
+
+    Returns
+    -------
+    NDArray[np.bool_], shape (n,)
+    """
+    windows = np.asarray(inputs[:, :, 0], np.float64)
+    template = np.median(windows, axis=0)
+    distance = np.mean((windows - template) ** 2, axis=1)
+    far = robust_outliers(distance, settings.drop_z)
+    if inputs.shape[2] < 2:
+        return far
+    early = inputs[:, 0, 1] > settings.premature_gain * settings.premature_margin
+    return far | early
+
+
+def calibrate_threshold(
+    scores: NDArray[np.floating],
+    target_false_alarm_rate: float,
+    drop_z: float,
+    min_threshold: float = 0.0,
+) -> tuple[float, dict]:
+    """Threshold from held-out normal-period scores.
+
+    Parameters
+    ----------
+    scores : NDArray[np.floating], shape (n,)
+        Scores of held-out training-period beats (may include a few
+        anomalies, which are left out as robust outliers first).
+    target_false_alarm_rate : float
+        In (0, 0.5).
+    drop_z : float
+        Outlier rule of :func:`robust_outliers`.
+    min_threshold : float
+        The threshold returned is at least this.
+
+    Returns
+    -------
+    threshold : float
+    info : dict
+        ``method``, ``target_false_alarm_rate``, ``beats`` used,
+        ``beats_left_out``, ``lognormal_threshold``, ``min_threshold``,
+        ``observed_false_alarm_rate`` on the beats used.
+
+    Raises
+    ------
+    ModelError
+        Fewer than 10 calibration beats, or non-finite scores.
+    """
+    scores = np.asarray(scores, np.float64)
+    if scores.size < 10:
+        raise ModelError(f"only {scores.size} calibration beats; train on more minutes")
+    if not np.all(np.isfinite(scores)):
+        raise ModelError("calibration scores are not finite (model diverged?)")
+    if not 0 < target_false_alarm_rate < 0.5:
+        raise ValueError(
+            f"target false-alarm rate {target_false_alarm_rate} not in (0, 0.5)"
+        )
+    out = robust_outliers(scores, drop_z)
+    kept = np.log(np.maximum(scores[~out], 1e-12))
+    center = float(np.median(kept))
+    spread = float(_MAD_TO_SD * np.median(np.abs(kept - center)))
+    z_q = float(norm.ppf(1.0 - target_false_alarm_rate))
+    fitted = math.exp(center + z_q * spread)
+    threshold = max(fitted, float(min_threshold))
+    info = {
+        "method": "lognormal_quantile",
+        "lognormal_threshold": fitted,
+        "min_threshold": float(min_threshold),
+        "target_false_alarm_rate": float(target_false_alarm_rate),
+        "beats": int(kept.size),
+        "beats_left_out": int(out.sum()),
+        "observed_false_alarm_rate": float(np.mean(scores[~out] > threshold)),
+    }
+    return threshold, info
+
+
+def residual_spread(
+    inputs: NDArray[np.floating], outputs: NDArray[np.floating], floor: float
+) -> NDArray[np.float64]:
+    """Per-step, per-channel standard deviation of the residual.
+
+    Parameters
+    ----------
+    inputs, outputs : NDArray[np.floating], shape (n, points, channels)
+    floor : float
+        Smallest value returned.
+
+    Returns
+    -------
+    NDArray[np.float64], shape (points, channels)
+    """
+    res = np.asarray(outputs, np.float64) - np.asarray(inputs, np.float64)
+    return np.maximum(np.sqrt(np.mean(res * res, axis=0)), floor)
+
+
+def predict(model, inputs: NDArray[np.floating]) -> NDArray[np.float64]:
+    """Float reconstructions, shape as ``inputs``."""
+    out = model.predict(np.asarray(inputs, np.float32), batch_size=256, verbose=0)
+    return np.asarray(out, np.float64)
+
+
+def fit_autoencoder(
+    inputs: NDArray[np.floating], settings: TrainSettings, epochs: int, label: str
+):
+    """Fit a fresh LSTM autoencoder to rebuild ``inputs``.
+
+    Parameters
+    ----------
+    inputs : NDArray[np.floating], shape (n, points, channels)
+    settings : TrainSettings
+    epochs : int
+    label : str
+        Names the pass in the progress log lines.
+
+    Returns
+    -------
+    tf_keras.Model
+    """
+    _, keras = tensorflow_and_keras()
+    seed_everything(settings.seed)
+    model = build_lstm_autoencoder(settings.spec)
+    model.compile(optimizer=keras.optimizers.Adam(settings.learning_rate), loss="mse")
+    x = np.asarray(inputs, np.float32)
+    model.fit(
+        x,
+        x,
+        epochs=epochs,
+        batch_size=settings.batch_size,
+        shuffle=True,
+        verbose=0,
+        callbacks=[_EpochLog(label, epochs)],
+    )
+    return model
+
+
+def train_robust(inputs: NDArray[np.floating], settings: TrainSettings) -> FitResult:
+    """Train, drop the worst-rebuilt beats, refit, and calibrate.
+
+    Parameters
+    ----------
+    inputs : NDArray[np.floating], shape (n, points, channels)
+        Every training-period beat, in time order, unlabeled.
+    settings : TrainSettings
+
+    Returns
+    -------
+    FitResult
+
+    Raises
+    ------
+    ModelError
+        Too few beats, non-finite inputs or a diverged model.
+    """
+    started = time.perf_counter()
+    inputs = np.asarray(inputs, np.float32)
+    if inputs.ndim != 3 or inputs.shape[1:] != (
+        settings.spec.points,
+        settings.spec.channels,
+    ):
+        raise ModelError(
+            f"training inputs have shape {inputs.shape}, model wants "
+            f"(n, {settings.spec.points}, {settings.spec.channels})"
+        )
+    bad = np.flatnonzero(~np.all(np.isfinite(inputs), axis=(1, 2)))
+    if bad.size:
+        raise ModelError(f"training beat {int(bad[0])} has non-finite values")
+    n = inputs.shape[0]
+    held_out = np.arange(n) >= n - int(round(n * settings.calibration_share))
+    fit_x, cal_x = inputs[~held_out], inputs[held_out]
+    if fit_x.shape[0] < 30:
+        raise ModelError(f"only {fit_x.shape[0]} beats to fit; train on more minutes")
+    log.info(
+        "training on %d beats (%d held out for calibration)", len(fit_x), len(cal_x)
+    )
+
+    screened = screen_beats(fit_x, settings)
+    first_x = fit_x[~screened]
+    first = fit_autoencoder(first_x, settings, settings.first_pass_epochs, "first pass")
+    worst = robust_outliers(
+        _scores(first, first_x, settings.residual_sd_floor), settings.drop_z
+    )
+    kept_x = first_x[~worst]
+    dropped = int(screened.sum() + worst.sum())
+    log.info(
+        "dropped %d of %d training beats: %d far from the median beat or "
+        "premature, %d worst rebuilt (robust z > %.1f); refitting on %d",
+        dropped,
+        len(fit_x),
+        int(screened.sum()),
+        int(worst.sum()),
+        settings.drop_z,
+        len(kept_x),
+    )
+    model = fit_autoencoder(kept_x, settings, settings.epochs, "final fit")
+
+    residual_sd = residual_spread(
+        kept_x, predict(model, kept_x), settings.residual_sd_floor
+    )
+    cal_scores = standardized_mse(cal_x, predict(model, cal_x), residual_sd)
+    threshold, info = calibrate_threshold(
+        cal_scores,
+        settings.target_false_alarm_rate,
+        settings.drop_z,
+        settings.min_threshold,
+    )
+    cal_out = robust_outliers(cal_scores, settings.drop_z)
+    log.info(
+        "float threshold %.4g from %d held-out beats (%d left out as outliers)",
+        threshold,
+        info["beats"],
+        info["beats_left_out"],
+    )
+    return FitResult(
+        model=model,
+        residual_sd=residual_sd,
+        threshold=threshold,
+        calibration=info,
+        fit_inputs=kept_x,
+        calibration_inputs=cal_x[~cal_out],
+        beats_total=n,
+        beats_dropped=dropped,
+        calibration_dropped=int(cal_out.sum()),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _scores(model, inputs: NDArray[np.float32], floor: float) -> NDArray[np.float64]:
+    outputs = predict(model, inputs)
+    if not np.all(np.isfinite(outputs)):
+        raise ModelError("the autoencoder's output is not finite (training diverged)")
+    return standardized_mse(inputs, outputs, residual_spread(inputs, outputs, floor))
+
+
+def _epoch_log_class():
+    _, keras = tensorflow_and_keras()
+
+    class EpochLog(keras.callbacks.Callback):
+        """Log the loss every tenth of the epochs (and the last)."""
+
+        def __init__(self, label: str, epochs: int) -> None:
+            super().__init__()
+            self.label, self.epochs = label, epochs
+            self.every = max(1, epochs // 10)
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            done = epoch + 1
+            if done % self.every == 0 or done == self.epochs:
+                log.info(
+                    "%s: epoch %d/%d loss %.4f (%.1f s)",
+                    self.label,
+                    done,
+                    self.epochs,
+                    (logs or {}).get("loss", float("nan")),
+                    time.perf_counter() - self.started,
+                )
+
+    return EpochLog
+
+
+def _EpochLog(label: str, epochs: int):  # noqa: N802 - reads as a class
+    return _epoch_log_class()(label, epochs)

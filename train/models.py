@@ -1,0 +1,103 @@
+"""The Keras models: the LSTM autoencoder and the dense baseline autoencoder.
+
+The LSTM autoencoder reads a beat as a sequence of ``points`` steps with two
+channels (the normalized window and the RR prematurity feature), squeezes it
+into the final state of an encoder LSTM, repeats that state at every step and
+lets a decoder LSTM and a per-step dense layer rebuild both channels. It is
+built with ``tf_keras`` so that TFLite fuses each LSTM into one
+``UNIDIRECTIONAL_SEQUENCE_LSTM`` op that quantizes to int8.
+
+The dense autoencoder is the baseline shaped like the well-known TensorFlow
+anomaly-detection tutorial on ECG5000: 32-16-8 ReLU encoder, 16-32 ReLU
+decoder and a sigmoid output, on min-max scaled windows, trained with mean
+absolute error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from beatguard.train.keras_setup import tensorflow_and_keras
+
+
+@dataclass(frozen=True)
+class LstmAutoencoderSpec:
+    """Shape of the LSTM autoencoder.
+
+    Attributes
+    ----------
+    points : int
+        Time steps per beat window.
+    channels : int
+        Input channels per step.
+    encoder_units, decoder_units : int
+        LSTM state sizes; inference cost grows with ``points * units**2``.
+    code_noise_sd : float
+        Standard deviation of Gaussian noise added to the encoder's state
+        during training only. It keeps the decoder from relying on tiny
+        differences in the code, which int8 quantization would erase.
+    """
+
+    points: int = 64
+    channels: int = 2
+    encoder_units: int = 16
+    decoder_units: int = 16
+    code_noise_sd: float = 0.05
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def build_lstm_autoencoder(spec: LstmAutoencoderSpec, batch_size: int | None = None):
+    """Build the (uncompiled) LSTM autoencoder.
+
+    Parameters
+    ----------
+    spec : LstmAutoencoderSpec
+    batch_size : int or None
+        Fixed batch size of the input (1 for the TFLite graph), or None.
+
+    Returns
+    -------
+    tf_keras.Model
+        Maps float32 ``(batch, points, channels)`` to the same shape.
+    """
+    _, keras = tensorflow_and_keras()
+    layers = keras.layers
+    inputs = keras.Input((spec.points, spec.channels), batch_size=batch_size)
+    state = layers.LSTM(spec.encoder_units, name="encoder")(inputs)
+    if spec.code_noise_sd > 0:
+        state = layers.GaussianNoise(spec.code_noise_sd, name="code_noise")(state)
+    repeated = layers.RepeatVector(spec.points, name="repeat")(state)
+    decoded = layers.LSTM(spec.decoder_units, return_sequences=True, name="decoder")(
+        repeated
+    )
+    outputs = layers.TimeDistributed(layers.Dense(spec.channels), name="rebuild")(
+        decoded
+    )
+    return keras.Model(inputs, outputs, name="lstm_autoencoder")
+
+
+def build_dense_autoencoder(points: int):
+    """Build the tutorial-shaped dense autoencoder (uncompiled).
+
+    Parameters
+    ----------
+    points : int
+        Samples per window; inputs are min-max scaled to [0, 1].
+
+    Returns
+    -------
+    tf_keras.Model
+        Maps float32 ``(batch, points)`` to the same shape, sigmoid output.
+    """
+    _, keras = tensorflow_and_keras()
+    layers = keras.layers
+    inputs = keras.Input((points,))
+    x = layers.Dense(32, activation="relu")(inputs)
+    x = layers.Dense(16, activation="relu")(x)
+    x = layers.Dense(8, activation="relu")(x)
+    x = layers.Dense(16, activation="relu")(x)
+    x = layers.Dense(32, activation="relu")(x)
+    outputs = layers.Dense(points, activation="sigmoid")(x)
+    return keras.Model(inputs, outputs, name="dense_autoencoder")

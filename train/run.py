@@ -1,0 +1,146 @@
+"""The training run folder: what ``beatguard train`` leaves for ``convert``.
+
+A run folder holds
+
+==================  ==========================================================
+file                content
+==================  ==========================================================
+``keras_model.h5``  the float ``tf_keras`` autoencoder
+``training.json``   settings, chain configuration, prematurity feature,
+                    float residual spread and threshold, calibration and
+                    training summaries
+``beats.npz``       ``fit_inputs`` (beats the model was fitted on) and
+                    ``calibration_inputs`` (held-out beats for the threshold),
+                    float32 ``(n, points, channels)``
+==================  ==========================================================
+
+``beatguard convert`` adds ``model.tflite`` and ``model.json`` to the same
+folder, which then is a model bundle.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from beatguard.device.bundle import PrematurityFeature
+from beatguard.device.errors import BundleCorrupt, BundleNotFound
+from beatguard.train.fit import FitResult, TrainSettings
+from beatguard.train.keras_setup import tensorflow_and_keras
+from beatguard.train.models import LstmAutoencoderSpec
+
+log = logging.getLogger(__name__)
+
+KERAS_FILE = "keras_model.h5"
+TRAINING_FILE = "training.json"
+BEATS_FILE = "beats.npz"
+
+
+@dataclass
+class TrainingRun:
+    """A training run read back from its folder.
+
+    Attributes
+    ----------
+    folder : Path
+    model : tf_keras.Model
+    spec : LstmAutoencoderSpec
+    info : dict
+        The whole of ``training.json``.
+    fit_inputs, calibration_inputs : NDArray[np.float32]
+        Shape (n, points, channels).
+    """
+
+    folder: Path
+    model: object
+    spec: LstmAutoencoderSpec
+    info: dict
+    fit_inputs: NDArray[np.float32]
+    calibration_inputs: NDArray[np.float32]
+
+
+def save_run(
+    folder: str | Path,
+    result: FitResult,
+    settings: TrainSettings,
+    chain: dict,
+    feature: PrematurityFeature,
+    data: dict,
+) -> Path:
+    """Write a training run folder.
+
+    Parameters
+    ----------
+    folder : str or Path
+        Created if missing; existing run files are replaced.
+    result : FitResult
+    settings : TrainSettings
+    chain : dict
+        ``ChainConfig.to_dict()`` of the chain that cut the beats.
+    feature : PrematurityFeature
+    data : dict
+        Where the beats came from (records, minutes, beats per record).
+
+    Returns
+    -------
+    Path
+        The folder.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    result.model.save(folder / KERAS_FILE)
+    np.savez_compressed(
+        folder / BEATS_FILE,
+        fit_inputs=result.fit_inputs,
+        calibration_inputs=result.calibration_inputs,
+    )
+    _, keras = tensorflow_and_keras()
+    info = {
+        "settings": settings.to_dict(),
+        "chain": chain,
+        "features": {"prematurity": feature.to_dict()},
+        "residual_sd": result.residual_sd.tolist(),
+        "float_threshold": result.threshold,
+        "calibration": result.calibration,
+        "summary": result.summary(),
+        "data": data,
+        "parameters": int(result.model.count_params()),
+        "tf_keras": keras.__version__,
+    }
+    (folder / TRAINING_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    log.info("training run written to %s", folder)
+    return folder
+
+
+def load_run(folder: str | Path) -> TrainingRun:
+    """Read a training run folder.
+
+    Raises
+    ------
+    BundleNotFound
+        The folder or one of its files is missing.
+    BundleCorrupt
+        A file is unreadable.
+    """
+    folder = Path(folder)
+    for name in (KERAS_FILE, TRAINING_FILE, BEATS_FILE):
+        if not (folder / name).is_file():
+            raise BundleNotFound(
+                f"{folder / name}: missing (is {folder} a beatguard train output?)"
+            )
+    _, keras = tensorflow_and_keras()
+    try:
+        info = json.loads((folder / TRAINING_FILE).read_text())
+        model = keras.models.load_model(folder / KERAS_FILE, compile=False)
+        with np.load(folder / BEATS_FILE) as beats:
+            fit_inputs = beats["fit_inputs"].astype(np.float32)
+            cal_inputs = beats["calibration_inputs"].astype(np.float32)
+        spec = LstmAutoencoderSpec(**info["settings"]["spec"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise BundleCorrupt(f"{folder}: training run unreadable: {err}") from err
+    return TrainingRun(folder, model, spec, info, fit_inputs, cal_inputs)
