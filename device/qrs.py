@@ -80,6 +80,7 @@ class DetectorSettings:
     r_search_s: float = 0.22
     r_search_end_s: float = 0.04
     r_refine_s: float = 0.03
+    polarity_ratio: float = 0.3
     slope_search_s: float = 0.2
     learn_s: float = 2.0
     threshold_ratio: float = 0.375
@@ -436,7 +437,7 @@ class QRSDetector:
         i = int(np.argmax(np.abs(seg)))
         if self._polarity:
             j = int(np.argmax(self._polarity * seg))
-            if self._polarity * seg[j] >= 0.5 * abs(seg[i]):
+            if self._polarity * seg[j] >= self.settings.polarity_ratio * abs(seg[i]):
                 i = j
         self._signs.append(1 if seg[i] >= 0 else -1)
         total = sum(self._signs)
