@@ -13,13 +13,17 @@
 #      the TensorFlow-free tests, the same beats scored with ai-edge-litert
 #      and (second venv in the root) tflite-runtime 2.14 with numpy<2, and
 #      the same one-minute pseudo-terminal run
-#   4. comparison: scores byte for byte, logged beats and labels equal
+#   4. comparison: ai-edge-litert scores byte for byte; tflite-runtime scores
+#      byte for byte, a difference of at most BEATGUARD_ARM_LEGACY_LSB int8
+#      steps with no label changed being reported and tolerated; the logged
+#      beats, labels and alerts of the two pseudo-terminal runs equal
 #
 # Environment:
 #   BEATGUARD_ARM_ROOT     where the root is cached (see arm_root.sh)
 #   BEATGUARD_ARM_OUT      output folder (default build/arm-check)
 #   BEATGUARD_SHARED_DATA  the ECG data (default ../shared/data)
 #   BEATGUARD_QEMU_CPU     emulated CPU model (default cortex-a72, a Pi 4)
+#   BEATGUARD_ARM_LEGACY_LSB  int8 steps tolerated for tflite-runtime (default 1)
 #   BEATGUARD_LEGACY_VENV  the x86_64 tflite-runtime venv (default beside
 #                          the root: /var/cache/beatguard/legacy-tflite-x86_64)
 #
@@ -45,8 +49,14 @@ ARM_VENV=/opt/beatguard/venv
 ARM_LEGACY=/opt/beatguard/legacy
 RECORD=106
 PTY_SECONDS=${BEATGUARD_ARM_PTY_SECONDS:-60}
+# tflite-runtime 2.14's int8 FULLY_CONNECTED kernel rounds differently on
+# x86_64 and aarch64: the last layer's outputs differ by one int8 step in
+# about 1% of values. The check reports that difference and passes when it
+# stays within this many steps and no beat changes label; 0 demands bytes.
+LEGACY_LSB=${BEATGUARD_ARM_LEGACY_LSB:-1}
 
 mkdir -p "$OUT"
+rm -f "$OUT/verdicts.txt"
 CHECK_START=$SECONDS
 TIMES=()
 
@@ -148,8 +158,9 @@ arm_pty_run() {
         --bundle /out/bundle --out /out/pty-aarch64.json
 }
 
-compare_scores() {  # A B
-    "$HOST_PY" "$HERE/fixed_beats.py" compare "$OUT/$1" "$OUT/$2"
+compare_scores() {  # A B [TOLERATED-LSB]
+    "$HOST_PY" "$HERE/fixed_beats.py" compare "$OUT/$1" "$OUT/$2" \
+        --bundle "$OUT/bundle" --tolerate-lsb "${3:-0}" --verdicts "$OUT/verdicts.txt"
 }
 
 compare_pty() { "$HOST_PY" "$HERE/pty_run.py" compare "$OUT/pty-x86_64.json" "$OUT/pty-aarch64.json"; }
@@ -175,11 +186,12 @@ step "aarch64: legacy venv (tflite-runtime 2.14)" arm_legacy_env
 step "aarch64: scores, tflite-runtime 2.14" arm_score "$ARM_LEGACY" tflite-runtime scores-aarch64-tflite-runtime.bin
 step "aarch64: one minute on a pty" arm_pty_run
 step "compare: ai-edge-litert aarch64 = x86_64" compare_scores scores-x86_64-ai-edge-litert.bin scores-aarch64-ai-edge-litert.bin
-step "compare: tflite-runtime aarch64 = x86_64" compare_scores scores-x86_64-tflite-runtime.bin scores-aarch64-tflite-runtime.bin
+step "compare: tflite-runtime aarch64 vs x86_64" compare_scores scores-x86_64-tflite-runtime.bin scores-aarch64-tflite-runtime.bin "$LEGACY_LSB"
 step "compare: pty run aarch64 = x86_64" compare_pty
 
 [ -n "$ONLY" ] && { printf '%s\n' "${TIMES[@]}"; exit 0; }
 {
+    cat "$OUT/verdicts.txt" 2>/dev/null
     echo "arm-check passed on $(date -u '+%Y-%m-%d %H:%M UTC'); QEMU_CPU=${BEATGUARD_QEMU_CPU:-cortex-a72}"
     printf '%s\n' "${TIMES[@]}"
     printf '%-44s %5d s\n' "total" $((SECONDS - CHECK_START))

@@ -8,7 +8,7 @@ This script does each part, so both machines run the same code::
     fixed_beats.py cut --data MITDB --record 106 --bundle DIR --out beats.npz
     fixed_beats.py score --bundle DIR --beats beats.npz \\
         --interpreter ai-edge-litert --out scores.bin
-    fixed_beats.py compare a.bin b.bin         # exit 1 unless byte-equal
+    fixed_beats.py compare a.bin b.bin --bundle DIR  # exit 1 unless byte-equal
 
 Scores are written as raw little-endian float64 (``.bin``, 8 bytes a beat),
 the model's dequantized int8 reconstructions beside them (``.recon.bin``),
@@ -262,36 +262,85 @@ def _threshold(bundle_dir: Path) -> float:
     return load_bundle(bundle_dir).threshold
 
 
+def int8_difference(
+    a_path: Path, b_path: Path, output_scale: float, threshold: float
+) -> dict[str, float]:
+    """How far apart two machines' int8 outputs and labels are.
+
+    Parameters
+    ----------
+    a_path, b_path : Path
+        ``.bin`` score files with their ``.recon.bin`` beside them.
+    output_scale : float
+        The model output's quantization scale (one int8 step, LSB).
+    threshold : float
+        The bundle's anomaly threshold.
+
+    Returns
+    -------
+    dict
+        ``values_differing`` (int8 outputs that differ), ``values`` (all of
+        them), ``max_lsb`` (largest difference in int8 steps),
+        ``label_flips`` (beats anomalous on one machine only),
+        ``max_rel_score_diff``.
+    """
+    recon_a = np.frombuffer(a_path.with_suffix(".recon.bin").read_bytes(), "<f8")
+    recon_b = np.frombuffer(b_path.with_suffix(".recon.bin").read_bytes(), "<f8")
+    lsb = np.rint(np.abs(recon_a - recon_b) / output_scale)
+    scores_a = np.frombuffer(a_path.read_bytes(), "<f8")
+    scores_b = np.frombuffer(b_path.read_bytes(), "<f8")
+    rel = np.abs(scores_a - scores_b) / np.maximum(np.abs(scores_a), 1e-300)
+    return {
+        "values_differing": int(np.count_nonzero(lsb)),
+        "values": int(lsb.size),
+        "max_lsb": int(lsb.max(initial=0)),
+        "label_flips": int(np.sum((scores_a > threshold) != (scores_b > threshold))),
+        "max_rel_score_diff": float(rel.max(initial=0.0)),
+    }
+
+
+def _int8_verdict(
+    args: argparse.Namespace, n_differing: int, n: int, pair: str
+) -> tuple[str, int]:
+    from beatguard.device.bundle import load_bundle
+
+    bundle = load_bundle(args.bundle)
+    diff = int8_difference(
+        args.a, args.b, bundle.output_quantization.scale, bundle.threshold
+    )
+    verdict = (
+        f"NOT BYTE-EQUAL: {n_differing} of {n} scores differ, {pair}; "
+        f"{diff['values_differing']} of {diff['values']} int8 outputs differ, "
+        f"by at most {diff['max_lsb']} LSB; {diff['label_flips']} labels "
+        f"differ; largest relative score difference "
+        f"{diff['max_rel_score_diff']:.2g}"
+    )
+    within = (
+        args.tolerate_lsb > 0
+        and diff["max_lsb"] <= args.tolerate_lsb
+        and diff["label_flips"] == 0
+    )
+    if within:
+        verdict += f" (tolerated: at most {args.tolerate_lsb} LSB, same labels)"
+    return verdict, 0 if within else 1
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
     n, differing = compare_scores(args.a, args.b)
-    recon_a, recon_b = (
-        args.a.with_suffix(".recon.bin"),
-        args.b.with_suffix(".recon.bin"),
-    )
-    if recon_a.exists() and recon_b.exists():
-        recon_equal = recon_a.read_bytes() == recon_b.read_bytes()
-        log.info(
-            "int8 reconstructions of %d beats %s",
-            n,
-            "byte-equal" if recon_equal else "DIFFER",
-        )
+    pair = f"{args.a.name} vs {args.b.name}"
     if not differing:
-        log.info("%d of %d scores byte-equal: %s = %s", n, n, args.a.name, args.b.name)
-        return 0
-    a = np.frombuffer(args.a.read_bytes(), dtype="<f8")
-    b = np.frombuffer(args.b.read_bytes(), dtype="<f8")
-    worst = float(np.max(np.abs(a[differing] - b[differing])))
-    log.error(
-        "%d of %d scores differ between %s and %s (first at beat %d, "
-        "largest difference %.3g)",
-        len(differing),
-        n,
-        args.a.name,
-        args.b.name,
-        differing[0],
-        worst,
-    )
-    return 1
+        verdict = f"BYTE-EQUAL: {n} of {n} scores, {pair}"
+        status = 0
+    elif args.bundle is None:
+        verdict = f"NOT BYTE-EQUAL: {len(differing)} of {n} scores differ, {pair}"
+        status = 1
+    else:
+        verdict, status = _int8_verdict(args, len(differing), n, pair)
+    (log.info if status == 0 else log.error)("%s", verdict)
+    if args.verdicts:
+        with args.verdicts.open("a") as fh:
+            fh.write(verdict + "\n")
+    return status
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -316,6 +365,17 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("compare", help="exit 1 unless two score files are equal")
     p.add_argument("a", type=Path)
     p.add_argument("b", type=Path)
+    p.add_argument(
+        "--bundle", type=Path, help="bundle, to measure a difference in int8 steps"
+    )
+    p.add_argument(
+        "--tolerate-lsb",
+        type=int,
+        default=0,
+        help="exit 0 when int8 outputs differ by at most this many steps and no "
+        "label differs (the difference is still reported); default 0: bytes",
+    )
+    p.add_argument("--verdicts", type=Path, help="append the one-line result here")
     p.set_defaults(func=_cmd_compare)
     args = parser.parse_args(argv)
     logging.basicConfig(
