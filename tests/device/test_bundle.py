@@ -1,0 +1,152 @@
+"""The model bundle loader refuses what does not fit, with one clear line."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from beatguard.device.bundle import (
+    SCHEMA_VERSION,
+    PrematurityFeature,
+    Quantization,
+    load_bundle,
+    model_inputs,
+)
+from beatguard.device.errors import BundleCorrupt, BundleMismatch, BundleNotFound
+from beatguard.device.scorer import Scorer
+
+
+@pytest.fixture()
+def bundle_copy(bundle_106, tmp_path):
+    folder = tmp_path / "bundle"
+    folder.mkdir()
+    for name in ("model.tflite", "model.json"):
+        shutil.copy(bundle_106 / name, folder / name)
+    return folder
+
+
+def _edit_meta(folder, edit):
+    meta = json.loads((folder / "model.json").read_text())
+    edit(meta)
+    (folder / "model.json").write_text(json.dumps(meta))
+
+
+def _one_line(err: Exception) -> str:
+    text = str(err)
+    assert "\n" not in text
+    return text
+
+
+def test_converted_bundle_loads_with_its_chain_and_threshold(bundle_106):
+    bundle = load_bundle(bundle_106)
+    assert bundle.meta["schema_version"] == SCHEMA_VERSION
+    assert bundle.threshold > 0
+    config = bundle.chain_config()
+    assert config.window_points == bundle.points == 64
+    assert bundle.meta["calibration"]["scores"] == "int8"
+    assert bundle.meta["training"]["beats_kept"] > 100
+
+
+def test_missing_folder_json_or_model_is_refused_as_not_found(bundle_copy, tmp_path):
+    with pytest.raises(BundleNotFound) as err:
+        load_bundle(tmp_path / "nowhere")
+    assert "does not exist" in _one_line(err.value)
+    (bundle_copy / "model.tflite").unlink()
+    with pytest.raises(BundleNotFound) as err:
+        load_bundle(bundle_copy)
+    assert "model.tflite" in _one_line(err.value)
+    (bundle_copy / "model.json").unlink()
+    with pytest.raises(BundleNotFound) as err:
+        load_bundle(bundle_copy)
+    assert "model.json" in _one_line(err.value)
+
+
+def test_altered_model_file_is_refused_by_its_hash(bundle_copy):
+    data = bytearray((bundle_copy / "model.tflite").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (bundle_copy / "model.tflite").write_bytes(bytes(data))
+    with pytest.raises(BundleCorrupt) as err:
+        load_bundle(bundle_copy)
+    assert "SHA-256" in _one_line(err.value)
+
+
+def test_unparsable_json_is_refused_as_corrupt(bundle_copy):
+    (bundle_copy / "model.json").write_text('{"schema_version": 1,')
+    with pytest.raises(BundleCorrupt) as err:
+        load_bundle(bundle_copy)
+    assert "not valid JSON" in _one_line(err.value)
+
+
+def test_other_schema_version_is_refused(bundle_copy):
+    _edit_meta(bundle_copy, lambda m: m.update(schema_version=SCHEMA_VERSION + 1))
+    with pytest.raises(BundleMismatch) as err:
+        load_bundle(bundle_copy)
+    assert "schema version" in _one_line(err.value)
+
+
+def test_missing_key_is_refused(bundle_copy):
+    _edit_meta(bundle_copy, lambda m: m.pop("threshold"))
+    with pytest.raises(BundleMismatch) as err:
+        load_bundle(bundle_copy)
+    assert "threshold" in _one_line(err.value)
+
+
+def test_json_input_dtype_other_than_int8_is_refused(bundle_copy):
+    _edit_meta(bundle_copy, lambda m: m["input"].update(dtype="float32"))
+    with pytest.raises(BundleMismatch) as err:
+        load_bundle(bundle_copy)
+    assert "dtype" in _one_line(err.value)
+
+
+def test_model_whose_input_shape_differs_from_json_is_refused_at_load(bundle_copy):
+    def shrink(meta):
+        meta["input"]["shape"][1] = meta["output"]["shape"][1] = 32
+        meta["chain"]["window_points"] = 32
+        meta["score"]["residual_sd"] = meta["score"]["residual_sd"][:32]
+
+    _edit_meta(bundle_copy, shrink)
+    load_bundle(bundle_copy)  # the JSON alone is consistent
+    with pytest.raises(BundleMismatch) as err:
+        Scorer(bundle_copy)
+    assert "shape" in _one_line(err.value)
+
+
+def test_model_whose_quantization_differs_from_json_is_refused_at_load(bundle_copy):
+    _edit_meta(bundle_copy, lambda m: m["input"].update(scale=m["input"]["scale"] * 2))
+    with pytest.raises(BundleMismatch) as err:
+        Scorer(bundle_copy)
+    assert "quantization" in _one_line(err.value)
+
+
+def test_json_window_points_must_match_model(bundle_copy):
+    _edit_meta(bundle_copy, lambda m: m["chain"].update(window_points=128))
+    with pytest.raises(BundleMismatch) as err:
+        load_bundle(bundle_copy)
+    assert "window_points" in _one_line(err.value)
+
+
+def test_quantization_rounds_with_zero_point_and_clips_to_int8():
+    q = Quantization(shape=(1, 4, 2), dtype="int8", scale=0.5, zero_point=-10)
+    values = np.array([0.0, 0.74, -1.0, 1000.0, -1000.0])
+    np.testing.assert_array_equal(q.quantize(values), [-10, -9, -12, 127, -128])
+    np.testing.assert_allclose(q.dequantize(q.quantize(values[:3])), [0.0, 0.5, -1.0])
+
+
+def test_prematurity_is_zero_on_time_late_or_unknown_and_grows_when_early():
+    feature = PrematurityFeature(gain=4.0, clip=0.5, dead_zone=0.1)
+    rr = np.array([1.0, 1.5, np.nan, 0.6, 0.1, 0.8])
+    avg = np.array([1.0, 1.0, 1.0, 1.0, 1.0, np.nan])
+    np.testing.assert_allclose(
+        feature.values(rr, avg), [0.0, 0.0, 0.0, 1.2, 2.0, 0.0], atol=1e-6
+    )
+
+
+def test_model_inputs_stack_window_and_feature_channels():
+    windows = np.arange(6, dtype=np.float32).reshape(2, 3)
+    x = model_inputs(windows, np.array([0.0, 1.5]))
+    assert x.shape == (2, 3, 2) and x.dtype == np.float32
+    np.testing.assert_array_equal(x[:, :, 0], windows)
+    np.testing.assert_array_equal(x[1, :, 1], [1.5, 1.5, 1.5])
