@@ -309,6 +309,7 @@ class BoardSimulator:
         self._counter_base = 0  # record index whose board counter is 0
         self._next_announce = self.announce_every
         self.finished = threading.Event()
+        self.started_mono_s: float | None = None  # clock time of record sample 0
 
     @classmethod
     def from_record(
@@ -434,6 +435,7 @@ class BoardSimulator:
         resets = self._reset_samples(n)
         rate = self.fs_hz * self.speed
         t0 = self._clock()
+        self.started_mono_s = t0
         self._write(self._marker() + self._announce(0))
         next_k = 0
         self._next_announce = self.announce_every
