@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import statistics
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -355,7 +356,7 @@ class SignalChain:
             self._last_r, r, known_at
         ):
             rr_before = (r - self._last_r) / self.config.fs_hz
-        rr_avg = float(np.mean(self._rr_s)) if self._rr_s else math.nan
+        rr_avg = statistics.fmean(self._rr_s) if self._rr_s else math.nan
         self._last_r = r
         window = self._windower.cut(r)
         if math.isfinite(rr_before):

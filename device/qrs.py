@@ -24,6 +24,7 @@ quality) yield no candidates and leave the thresholds untouched.
 from __future__ import annotations
 
 import logging
+import statistics
 from collections import deque
 from dataclasses import dataclass
 
@@ -314,21 +315,27 @@ class QRSDetector:
                 found.append(beat)
         return found
 
+    def _rr_mean(self) -> float:
+        """Mean of the recent RR intervals in samples (a default before any)."""
+        if not self._rr:
+            return self.settings.rr_default_s * self.fs_hz
+        return statistics.fmean(self._rr)
+
     def _t_wave_window(self) -> float:
         """Samples after a QRS in which a shallow candidate is a T wave."""
         if not self._rr:
             return self._t_wave
-        return max(self._t_wave, self.settings.t_wave_rr * float(np.mean(self._rr)))
+        return max(self._t_wave, self.settings.t_wave_rr * statistics.fmean(self._rr))
 
     def _threshold(self) -> float:
-        qrs = float(np.median(self._qrs_peaks))
+        qrs = statistics.median(self._qrs_peaks)
         noise = self._noise_level()
         return noise + self.settings.threshold_ratio * (qrs - noise)
 
     def _noise_level(self) -> float:
         if not self._noise_peaks:
             return 0.0
-        return float(np.median([e for _, e in self._noise_peaks]))
+        return statistics.median(e for _, e in self._noise_peaks)
 
     def _decide(self, c: _Candidate) -> Detection | None:
         since = None if self._last_qrs is None else c.index - self._last_qrs
@@ -359,7 +366,9 @@ class QRSDetector:
         if best is None and self._decay_qrs_level():
             best = self._best_since_qrs(deadline)
         if best is None:
-            rr_mean = np.mean(self._rr) if self._rr else s.rr_default_s * self.fs_hz
+            rr_mean = (
+                statistics.fmean(self._rr) if self._rr else s.rr_default_s * self.fs_hz
+            )
             self._deadline = deadline + int(round(s.search_back_rr * rr_mean))
             if self._deadline - self._last_qrs > s.search_back_limit_s * self.fs_hz:
                 self._deadline = None
@@ -387,7 +396,7 @@ class QRSDetector:
 
     def _decay_qrs_level(self) -> bool:
         """Halve the remembered QRS peaks; False when already near noise."""
-        qrs = float(np.median(self._qrs_peaks))
+        qrs = statistics.median(self._qrs_peaks)
         noise = self._noise_level()
         if noise <= 0.0 or qrs <= 3.0 * noise:
             return False
@@ -409,7 +418,9 @@ class QRSDetector:
         self._last_qrs = c.index
         self._last_slope = c.slope
         self._noise_since_qrs = [n for n in self._noise_since_qrs if n.index > c.index]
-        rr_mean = np.mean(self._rr) if self._rr else s.rr_default_s * self.fs_hz
+        rr_mean = (
+            statistics.fmean(self._rr) if self._rr else s.rr_default_s * self.fs_hz
+        )
         self._deadline = c.index + int(round(s.search_back_rr * rr_mean))
         return Detection(
             sample=self._locate_r(c.index),

@@ -23,6 +23,7 @@ milliseconds) hold the last good value, like the clipped signal itself.
 
 from __future__ import annotations
 
+import statistics
 from collections import deque
 
 import numpy as np
@@ -169,5 +170,5 @@ class BeatWindower:
             centred = window - window.mean()
             return centred / max(float(centred.std()), MIN_SCALE_MV)
         self._amplitudes.append(float(np.ptp(window)))
-        scale = max(float(np.median(self._amplitudes)), MIN_SCALE_MV)
+        scale = max(statistics.median(self._amplitudes), MIN_SCALE_MV)
         return (window - np.median(window)) / scale
