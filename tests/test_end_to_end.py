@@ -31,6 +31,18 @@ FS_HZ = 360.0
 START_MINUTE = 5
 START = START_MINUTE * 60 * 360
 CLI = [sys.executable, "-m", "beatguard.cli"]
+_STARTED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_process_outlives_its_test():
+    """Kill any simulator or runtime a failing test left running."""
+    yield
+    while _STARTED:
+        proc = _STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
 
 
 def _simulate(tmp_path: Path, *args: str) -> tuple[subprocess.Popen, str]:
@@ -42,19 +54,22 @@ def _simulate(tmp_path: Path, *args: str) -> tuple[subprocess.Popen, str]:
         stderr=open(tmp_path / "simulate.log", "w"),
         text=True,
     )
+    _STARTED.append(sim)
     first = sim.stdout.readline().strip()
     assert first == str(link), (tmp_path / "simulate.log").read_text()
     return sim, first
 
 
 def _run(tmp_path: Path, port: str, bundle: Path, events: Path, *args: str):
-    return subprocess.Popen(
+    run = subprocess.Popen(
         [*CLI, "run", "--port", port, "--model", str(bundle), "--events", str(events)]
         + ["--no-buzzer", "--no-status", *args],
         stdout=subprocess.PIPE,
         stderr=open(tmp_path / "run.log", "a"),
         text=True,
     )
+    _STARTED.append(run)
+    return run
 
 
 def _wait(proc: subprocess.Popen, timeout_s: float, what: str) -> int:
