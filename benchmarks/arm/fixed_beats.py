@@ -40,9 +40,14 @@ BEATS_WANTED = 600
 BEATS_REQUIRED = 500
 SKIP_S = 300.0
 TRAIN_MINUTES = 5
+#: Final-fit epochs of the check's bundle unless full training is asked for:
+#: a real int8 model of the shipped architecture, trained in about a minute.
+QUICK_EPOCHS = 5
 
 
-def make_bundle(out_dir: Path, record_path: Path) -> Path:
+def make_bundle(
+    out_dir: Path, record_path: Path, epoch_args: tuple[str, ...] = ()
+) -> Path:
     """Train and convert a model bundle on ``record_path`` unless one is there.
 
     Parameters
@@ -51,6 +56,9 @@ def make_bundle(out_dir: Path, record_path: Path) -> Path:
         Bundle folder; reused when ``load_bundle`` accepts it.
     record_path : Path
         WFDB record (without extension) to train on, first 5 minutes.
+    epoch_args : tuple of str
+        Extra ``beatguard train`` arguments (``--epochs 5``); none for its
+        defaults.
 
     Returns
     -------
@@ -82,6 +90,7 @@ def make_bundle(out_dir: Path, record_path: Path) -> Path:
             str(TRAIN_MINUTES),
             "--out",
             str(out_dir),
+            *epoch_args,
         ],
         check=True,
     )
@@ -211,7 +220,10 @@ def compare_scores(a_path: Path, b_path: Path) -> tuple[int, list[int]]:
 
 
 def _cmd_bundle(args: argparse.Namespace) -> int:
-    make_bundle(args.out, args.record_path)
+    epoch_args: tuple[str, ...] = ()
+    if not args.full_training:
+        epoch_args = ("--epochs", str(QUICK_EPOCHS), "--first-pass-epochs", "3")
+    make_bundle(args.out, args.record_path, epoch_args)
     return 0
 
 
@@ -349,6 +361,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("bundle", help="train and convert the bundle (x86_64)")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--record-path", type=Path, required=True)
+    p.add_argument(
+        "--full-training",
+        action="store_true",
+        help=f"beatguard train's default epochs instead of {QUICK_EPOCHS} (minutes)",
+    )
     p.set_defaults(func=_cmd_bundle)
     p = sub.add_parser("cut", help="cut the fixed beat set with the chain")
     p.add_argument("--data", type=Path, required=True, help="folder of WFDB records")

@@ -192,8 +192,9 @@ def compare_runs(a: dict, b: dict) -> list[str]:
     -------
     list[str]
         One line per difference found (empty when the runs logged the same
-        beats with the same labels, quality and alerts). Scores are compared
-        exactly too; a score difference is reported on its own line.
+        beats with the same labels, quality and alerts, and the same link
+        events). Scores are compared exactly too; a score difference is
+        reported on its own line.
     """
     problems = []
     beats_a = [(s, lab, q) for s, lab, q, _ in a["beats"]]
@@ -213,6 +214,10 @@ def compare_runs(a: dict, b: dict) -> list[str]:
         problems.append(f"{n} of {len(scores_a)} logged scores differ")
     if a["alerts"] != b["alerts"]:
         problems.append(f"alerts differ: {a['alerts']} vs {b['alerts']}")
+    if a.get("link_events") != b.get("link_events"):
+        problems.append(
+            f"link events differ: {a.get('link_events')} vs {b.get('link_events')}"
+        )
     return problems
 
 
@@ -237,8 +242,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     if problems:
         return 1
     log.info(
-        "%s and %s logged the same %d beats (%d anomalous) and %d alerts; "
-        "wall time %.0f s and %.0f s",
+        "%s and %s logged the same %d beats (%d anomalous, scores equal to the "
+        "bit) and %d alerts; wall time %.0f s and %.0f s",
         a["machine"],
         b["machine"],
         len(a["beats"]),
