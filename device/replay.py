@@ -75,6 +75,7 @@ class RecordSource:
                 "adc_bits": r.adc_bits,
                 "gain_counts_per_mv": r.gain_counts_per_mv,
                 "baseline_counts": r.baseline_counts,
+                "adc_zero_counts": r.adc_zero_counts,
             },
         )
         leads_off = (

@@ -74,8 +74,16 @@ GAP_KINDS = frozenset(
 #: Seconds the chain's detector needs after a reset before it reports beats.
 RELEARN_S = 2.0
 
-#: Announce fields that describe the board's front end.
-FRONT_END_KEYS = ("fs_hz", "adc_bits", "gain_counts_per_mv", "baseline_counts")
+#: Announce fields that describe the board's front end. ``adc_zero_counts``
+#: (a signed converter's zero) comes only from replayed records: a board's
+#: wire values are unsigned, with rails at 0 and ``2**adc_bits - 1``.
+FRONT_END_KEYS = (
+    "fs_hz",
+    "adc_bits",
+    "gain_counts_per_mv",
+    "baseline_counts",
+    "adc_zero_counts",
+)
 
 
 class Source(Protocol):
@@ -341,19 +349,17 @@ class Runtime:
 
     def _build_chain(self) -> None:
         fe = self.front_end
+        model = self.model_chain_config
         try:
             config = dataclasses.replace(
-                self.model_chain_config,
+                model,
                 fs_hz=float(fe["fs_hz"]),
-                adc_bits=int(fe.get("adc_bits", self.model_chain_config.adc_bits)),
+                adc_bits=int(fe.get("adc_bits", model.adc_bits)),
                 gain_counts_per_mv=float(
-                    fe.get(
-                        "gain_counts_per_mv", self.model_chain_config.gain_counts_per_mv
-                    )
+                    fe.get("gain_counts_per_mv", model.gain_counts_per_mv)
                 ),
-                baseline_counts=float(
-                    fe.get("baseline_counts", self.model_chain_config.baseline_counts)
-                ),
+                baseline_counts=float(fe.get("baseline_counts", model.baseline_counts)),
+                adc_zero_counts=fe.get("adc_zero_counts"),
             )
         except (KeyError, TypeError, ValueError) as err:
             raise ConfigError(f"board front end {fe} unusable: {err}") from err

@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from beatguard.device.chain import beats_from_record
 from beatguard.device.evaluation import match_beats
 from beatguard.device.eventlog import read_table
 from beatguard.device.records import read_record
 from beatguard.device.scorer import Scorer
 from beatguard.device.types import Quality
+from beatguard.train.evaluate import score_record
 
 FS_HZ = 360.0
 START_MINUTE = 5
@@ -85,11 +85,9 @@ def _beats(events: Path, session: int = 1) -> list[sqlite3.Row]:
 
 
 def _offline(record, bundle: Path):
-    """Beats and labels of an offline pass over the same span, same model."""
-    with Scorer(bundle) as scorer:
-        beats = beats_from_record(record, scorer.bundle.chain_config(), START)
-        labels = scorer.is_anomalous(scorer.score_beats(beats))
-    return [b.sample for b in beats], labels.astype(int).tolist()
+    """Beats and labels of the personal evaluation for the same span and model."""
+    scored = score_record(record, bundle, START)
+    return scored.samples.tolist(), scored.anomalous.astype(int).tolist()
 
 
 def _pvc_se_ppv(record, rows, lost_spans=()) -> tuple[float, float]:
@@ -135,7 +133,7 @@ def clean_run(tmp_path_factory, mitdb, bundle_106):
     return events
 
 
-def test_logged_beats_and_labels_are_exactly_the_offline_ones(
+def test_logged_beats_and_labels_are_exactly_the_personal_evaluation_ones(
     clean_run, record_106, bundle_106
 ):
     rows = _beats(clean_run)

@@ -13,7 +13,6 @@ import pytest
 
 from beatguard.device.alerts import AlertKind, AlertSettings
 from beatguard.device.buzzer import PATTERNS, AlertBuzzer
-from beatguard.device.chain import beats_from_record
 from beatguard.device.eventlog import EventLog, read_table
 from beatguard.device.recorder import StreamRecorder
 from beatguard.device.records import read_record
@@ -21,6 +20,7 @@ from beatguard.device.replay import RecordSource
 from beatguard.device.runtime import Runtime
 from beatguard.device.scorer import Scorer
 from beatguard.device.types import Quality
+from beatguard.train.evaluate import score_record
 
 FS_HZ = 360.0
 START = 5 * 60 * 360  # the personal protocol scores from minute 5
@@ -55,18 +55,17 @@ def _windows_touch(beats, a: int, b: int, config) -> list[int]:
     return [s for s in beats if s - before < b and s + after >= a]
 
 
-def test_logged_beats_and_labels_equal_an_offline_pass(record_106, scorer, tmp_path):
-    stop = START + 10 * 60 * 360
-    source = RecordSource(record_106, START, stop, chunk_samples=29)
+def test_logged_beats_and_labels_equal_the_personal_evaluation(
+    record_106, scorer, bundle_106, tmp_path
+):
+    """The last 25 minutes, as ``beatguard evaluate personal`` scores them."""
+    source = RecordSource(record_106, START, chunk_samples=29)
     summary, path, _ = _run(source, scorer, tmp_path)
     rows = read_table(path, "beats")
-    offline = beats_from_record(
-        record_106, scorer.bundle.chain_config(), START, stop_sample=stop
-    )
-    scores = scorer.score_beats(offline)
-    assert [r["sample"] + START for r in rows] == [b.sample for b in offline]
-    assert [r["anomalous"] for r in rows] == scorer.is_anomalous(scores).tolist()
-    np.testing.assert_array_equal([r["score"] for r in rows], scores)
+    offline = score_record(record_106, bundle_106, START)
+    assert [r["sample"] + START for r in rows] == offline.samples.tolist()
+    assert [r["anomalous"] for r in rows] == offline.anomalous.astype(int).tolist()
+    np.testing.assert_array_equal([r["score"] for r in rows], offline.scores)
     assert summary.beats == len(rows) and summary.end_reason == "end of stream"
     assert summary.gaps == 0
 
