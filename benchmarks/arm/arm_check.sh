@@ -23,8 +23,6 @@
 #   BEATGUARD_ARM_OUT      output folder (default build/arm-check)
 #   BEATGUARD_SHARED_DATA  the ECG data (default ../shared/data)
 #   BEATGUARD_QEMU_CPU     emulated CPU model (default cortex-a72, a Pi 4)
-#   BEATGUARD_ARM_FULL_TRAINING  set: train the bundle with beatguard train's
-#                          default epochs (minutes) instead of a quick 5+3
 #   BEATGUARD_ARM_LEGACY_LSB  int8 steps tolerated for tflite-runtime (default 1)
 #   BEATGUARD_LEGACY_VENV  the x86_64 tflite-runtime venv (default beside
 #                          the root: /var/cache/beatguard/legacy-tflite-x86_64)
@@ -97,10 +95,8 @@ build_root() {
 }
 
 x86_bundle() {
-    local full=()
-    [ -n "${BEATGUARD_ARM_FULL_TRAINING:-}" ] && full=(--full-training)
     "$HOST_PY" "$HERE/fixed_beats.py" bundle --out "$OUT/bundle" \
-        --record-path "$SHARED_DATA/mitdb/$RECORD" "${full[@]}"
+        --record-path "$SHARED_DATA/mitdb/$RECORD"
 }
 
 x86_beats() {

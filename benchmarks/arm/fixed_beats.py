@@ -40,14 +40,9 @@ BEATS_WANTED = 600
 BEATS_REQUIRED = 500
 SKIP_S = 300.0
 TRAIN_MINUTES = 5
-#: Final-fit epochs of the check's bundle unless full training is asked for:
-#: a real int8 model of the shipped architecture, trained in about a minute.
-QUICK_EPOCHS = 5
 
 
-def make_bundle(
-    out_dir: Path, record_path: Path, epoch_args: tuple[str, ...] = ()
-) -> Path:
+def make_bundle(out_dir: Path, record_path: Path) -> Path:
     """Train and convert a model bundle on ``record_path`` unless one is there.
 
     Parameters
@@ -55,10 +50,8 @@ def make_bundle(
     out_dir : Path
         Bundle folder; reused when ``load_bundle`` accepts it.
     record_path : Path
-        WFDB record (without extension) to train on, first 5 minutes.
-    epoch_args : tuple of str
-        Extra ``beatguard train`` arguments (``--epochs 5``); none for its
-        defaults.
+        WFDB record (without extension) to train on, first 5 minutes, with
+        ``beatguard train``'s default settings (about 2 minutes here).
 
     Returns
     -------
@@ -90,7 +83,6 @@ def make_bundle(
             str(TRAIN_MINUTES),
             "--out",
             str(out_dir),
-            *epoch_args,
         ],
         check=True,
     )
@@ -220,10 +212,7 @@ def compare_scores(a_path: Path, b_path: Path) -> tuple[int, list[int]]:
 
 
 def _cmd_bundle(args: argparse.Namespace) -> int:
-    epoch_args: tuple[str, ...] = ()
-    if not args.full_training:
-        epoch_args = ("--epochs", str(QUICK_EPOCHS), "--first-pass-epochs", "3")
-    make_bundle(args.out, args.record_path, epoch_args)
+    make_bundle(args.out, args.record_path)
     return 0
 
 
@@ -361,11 +350,6 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("bundle", help="train and convert the bundle (x86_64)")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--record-path", type=Path, required=True)
-    p.add_argument(
-        "--full-training",
-        action="store_true",
-        help=f"beatguard train's default epochs instead of {QUICK_EPOCHS} (minutes)",
-    )
     p.set_defaults(func=_cmd_bundle)
     p = sub.add_parser("cut", help="cut the fixed beat set with the chain")
     p.add_argument("--data", type=Path, required=True, help="folder of WFDB records")
