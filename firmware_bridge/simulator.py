@@ -304,6 +304,7 @@ class BoardSimulator:
         self._clock = clock
         self._rng = np.random.default_rng(seed)
         self.stats = SimulatorStats()
+        self._outage_plan = self._outage_samples(len(self.counts))
         self.port = PtyPort(link_path)
         self._thread: threading.Thread | None = None
         self._counter_base = 0  # record index whose board counter is 0
@@ -431,7 +432,7 @@ class BoardSimulator:
         if self.wait_for_client and not self._wait_for_client():
             return
         n = len(self.counts)
-        outages = self._outage_samples(n)
+        outages = list(self._outage_plan)
         resets = self._reset_samples(n)
         rate = self.fs_hz * self.speed
         t0 = self._clock()

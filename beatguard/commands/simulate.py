@@ -127,8 +127,14 @@ def run(args: argparse.Namespace) -> int:
         stop_event=stop,
     )
     print(sim.path, flush=True)
+    signalled = []
+
+    def on_signal(signum: int, _frame) -> None:
+        signalled.append(signum)
+        stop.set()
+
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signum, on_signal)
     sim.start()
     while not sim.join(timeout_s=0.2):
         pass
@@ -141,4 +147,4 @@ def run(args: argparse.Namespace) -> int:
         f"{len(s.resets)} reset(s)",
         file=sys.stderr,
     )
-    return 130 if stop.is_set() and sim.stats.samples_sent < len(sim.counts) else 0
+    return 130 if signalled else 0
