@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     results: dict[str, dict] = {}
     chain_settings = None
     for path in args.records:
-        record = _prepare(read_record(path, channel=args.channel), args)
+        record = _prepare(read_record(path, channel=args.channel), path, args)
         config = ChainConfig.for_record(record, notch_hz=args.notch)
         chain_settings = config.to_dict()
         results[record.name] = evaluate_record(
@@ -101,10 +101,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _prepare(record: Record, args: argparse.Namespace) -> Record:
+def _prepare(record: Record, path: str, args: argparse.Namespace) -> Record:
     if record.annotations is None:
         raise RecordFormatError(
-            f"{record.name}: no reference annotations (.atr) to evaluate against"
+            f"{path}: no reference annotations (.atr) to evaluate against"
         )
     if args.invert:
         record = record.inverted()
