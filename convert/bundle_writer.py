@@ -24,13 +24,19 @@ from beatguard.device.bundle import (
     CHANNELS,
     META_FILE,
     MODEL_FILE,
+    PrematurityFeature,
     Quantization,
     standardized_mse,
     write_meta,
 )
 from beatguard.device.errors import ConversionError
 from beatguard.device.scorer import Scorer, interpreter_class
-from beatguard.train.fit import calibrate_threshold, predict, residual_spread
+from beatguard.train.fit import (
+    calibrate_threshold,
+    predict,
+    prematurity_alarm_score,
+    residual_spread,
+)
 from beatguard.train.keras_setup import tensorflow_and_keras
 from beatguard.train.run import TrainingRun, load_run
 
@@ -91,15 +97,21 @@ def convert_run(
         cal_int8 = scorer.reconstruct(run.calibration_inputs)
     floor = float(run.info["settings"]["residual_sd_floor"])
     int8_sd = residual_spread(run.fit_inputs, fit_int8, floor)
-    cal_scores = standardized_mse(run.calibration_inputs, cal_int8, int8_sd)
+    cap = float(run.info["settings"]["window_z2_cap"])
+    cal_scores = standardized_mse(run.calibration_inputs, cal_int8, int8_sd, cap)
     threshold, calibration = calibrate_threshold(
         cal_scores,
         float(run.info["settings"]["target_false_alarm_rate"]),
         float(run.info["settings"]["drop_z"]),
-        float(run.info["settings"]["min_threshold"]),
+        prematurity_alarm_score(
+            int8_sd,
+            PrematurityFeature(**run.info["features"]["prematurity"]),
+            float(run.info["settings"]["alarm_prematurity"]),
+        ),
     )
     parity = _parity(run, fit_int8)
     calibration["float_threshold"] = float(run.info["float_threshold"])
+    calibration["alarm_prematurity"] = float(run.info["settings"]["alarm_prematurity"])
     calibration["scores"] = "int8"
     meta = _meta(run, in_q, out_q, int8_sd, threshold, calibration)
     meta["parity"] = parity
@@ -169,7 +181,11 @@ def _meta(
         "input": in_q.to_dict(CHANNELS),
         "output": out_q.to_dict(CHANNELS),
         "features": run.info["features"],
-        "score": {"kind": "standardized_mse", "residual_sd": residual_sd.tolist()},
+        "score": {
+            "kind": "standardized_mse",
+            "residual_sd": residual_sd.tolist(),
+            "window_z2_cap": float(run.info["settings"]["window_z2_cap"]),
+        },
         "threshold": float(threshold),
         "calibration": calibration,
         "training": {

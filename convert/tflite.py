@@ -114,6 +114,44 @@ def check_ops(tflite_bytes: bytes) -> list[str]:
     return ops
 
 
+def convert_float(
+    model, spec: LstmAutoencoderSpec, dynamic_range: bool = False
+) -> bytes:
+    """Float32 (or dynamic-range int8-weight) TFLite model, for comparisons.
+
+    The device runs the full-int8 model; these variants exist so benchmarks
+    can measure what full-int8 quantization buys in size and speed.
+
+    Parameters
+    ----------
+    model : tf_keras.Model
+    spec : LstmAutoencoderSpec
+    dynamic_range : bool
+        Quantize weights to int8 and keep float activations.
+
+    Returns
+    -------
+    bytes
+
+    Raises
+    ------
+    ConversionError
+        The converter failed or the LSTM did not fuse.
+    """
+    tf, _ = tensorflow_and_keras()
+    fixed = build_lstm_autoencoder(spec, batch_size=1)
+    fixed.set_weights(model.get_weights())
+    converter = tf.lite.TFLiteConverter.from_keras_model(fixed)
+    if dynamic_range:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    try:
+        flatbuffer = converter.convert()
+    except Exception as err:  # the converter raises many unrelated types
+        raise ConversionError(f"TFLite float conversion failed: {err}") from err
+    check_ops(flatbuffer)
+    return bytes(flatbuffer)
+
+
 def convert_int8(
     model, spec: LstmAutoencoderSpec, representative: NDArray[np.floating]
 ) -> bytes:

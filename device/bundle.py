@@ -33,7 +33,9 @@ key                        meaning
 ``score``                  ``kind`` ``"standardized_mse"``: mean over time
                            steps and channels of the squared residual divided
                            by ``residual_sd`` (``[points][channels]``, the
-                           spread of the residual on training beats)
+                           spread of the residual on training beats), each
+                           step of the window channel counted at most
+                           ``window_z2_cap``
 ``threshold``              a beat whose score is above it is anomalous
 ``calibration``            ``method``, ``target_false_alarm_rate``,
                            ``beats`` (held-out beats used), ``float_threshold``,
@@ -214,8 +216,14 @@ def standardized_mse(
     inputs: NDArray[np.floating],
     outputs: NDArray[np.floating],
     residual_sd: NDArray[np.floating],
+    window_z2_cap: float = math.inf,
 ) -> NDArray[np.float64]:
     """Per-beat score: mean squared residual in units of the training spread.
+
+    The squared standardized residual of each window step is capped at
+    ``window_z2_cap``, so a few noise spikes count like a few badly rebuilt
+    steps rather than dominating the beat; the prematurity channel is not
+    capped.
 
     Parameters
     ----------
@@ -224,6 +232,8 @@ def standardized_mse(
     residual_sd : NDArray[np.floating], shape (points, channels)
         Standard deviation of the residual on training beats, per step and
         channel (positive).
+    window_z2_cap : float
+        Largest contribution of one window step (channel 0).
 
     Returns
     -------
@@ -232,7 +242,9 @@ def standardized_mse(
     z = (np.asarray(outputs, np.float64) - np.asarray(inputs, np.float64)) / (
         np.asarray(residual_sd, np.float64)
     )
-    return np.mean(z * z, axis=(1, 2))
+    z2 = z * z
+    z2[:, :, 0] = np.minimum(z2[:, :, 0], window_z2_cap)
+    return np.mean(z2, axis=(1, 2))
 
 
 def sha256_of(path: Path) -> str:
@@ -287,6 +299,10 @@ class Bundle:
     def residual_sd(self) -> NDArray[np.float64]:
         """Shape (points, channels), positive."""
         return np.asarray(self.meta["score"]["residual_sd"], np.float64)
+
+    @property
+    def window_z2_cap(self) -> float:
+        return float(self.meta["score"]["window_z2_cap"])
 
     @property
     def points(self) -> int:
@@ -418,6 +434,8 @@ def _check_schema(meta: dict, meta_path: Path) -> None:
     missing = [key for key in _REQUIRED_KEYS if key not in meta]
     if missing:
         raise BundleMismatch(f"{meta_path}: missing keys {', '.join(missing)}")
+    if "window_z2_cap" not in meta["score"]:
+        raise BundleMismatch(f"{meta_path}: score has no window_z2_cap")
     if meta["score"].get("kind") not in SCORE_KINDS:
         raise BundleMismatch(
             f"{meta_path}: score kind {meta['score'].get('kind')!r} unknown"

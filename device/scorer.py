@@ -210,7 +210,9 @@ class Scorer:
         """Score model inputs, shape (n, points, channels) real values."""
         inputs = self._checked_inputs(inputs)
         outputs = self.reconstruct(inputs)
-        return standardized_mse(inputs, outputs, self._residual_sd)
+        return standardized_mse(
+            inputs, outputs, self._residual_sd, self.bundle.window_z2_cap
+        )
 
     def reconstruct(self, inputs: NDArray[np.floating]) -> NDArray[np.float64]:
         """Run the int8 model on each input alone.

@@ -202,7 +202,10 @@ def evaluate_record(
     bundle = load_bundle(out)
     inputs = beats_to_inputs(scored.beats, bundle.prematurity)
     float_scores = standardized_mse(
-        inputs, predict(run.model, inputs), np.asarray(run.info["residual_sd"])
+        inputs,
+        predict(run.model, inputs),
+        np.asarray(run.info["residual_sd"]),
+        bundle.window_z2_cap,
     )
     config = chain_config_for(record, bundle.meta["chain"])
     train_windows = np.stack(

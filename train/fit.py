@@ -15,8 +15,10 @@ score exceeded by normal beats at the target false-alarm rate. Beats of the
 following hours drift away from those minutes (electrode movement, heart
 rate, noise), so the scores of normal beats later on spread much wider
 than the held-out ones; the threshold is therefore never set below
-``min_threshold``, a beat rebuilt that many times worse (in mean square)
-than a typical training beat.
+the score of a beat of perfectly normal shape that comes
+``alarm_prematurity`` (a share of the recent mean RR) early: a beat is
+never flagged for less than that much prematurity, or a shape error as
+large.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.stats import norm
 
-from beatguard.device.bundle import standardized_mse
+from beatguard.device.bundle import PrematurityFeature, standardized_mse
 from beatguard.device.errors import ModelError
 from beatguard.train.keras_setup import seed_everything, tensorflow_and_keras
 from beatguard.train.models import LstmAutoencoderSpec, build_lstm_autoencoder
@@ -69,10 +71,13 @@ class TrainSettings:
         Training beats whose prematurity (share of the recent mean RR they
         came early, beyond the feature's dead zone) exceeds this are
         screened out before fitting.
-    premature_gain : float
-        Gain of the prematurity channel (``PrematurityFeature.gain``).
-    min_threshold : float
-        Lowest threshold the calibration may return (score units).
+    feature : PrematurityFeature
+        How the prematurity channel is computed.
+    alarm_prematurity : float
+        The threshold is at least the score of a normal-shaped beat this
+        share of the recent mean RR early.
+    window_z2_cap : float
+        Cap of one window step's squared standardized residual in the score.
     residual_sd_floor : float
         Lower bound of the per-step residual spread (model input units), so
         steps the model rebuilds almost exactly do not dominate the score.
@@ -88,13 +93,15 @@ class TrainSettings:
     calibration_share: float = 0.2
     target_false_alarm_rate: float = 0.005
     residual_sd_floor: float = 0.05
-    min_threshold: float = 20.0
+    alarm_prematurity: float = 0.2
+    window_z2_cap: float = 25.0
     premature_margin: float = 0.1
-    premature_gain: float = 4.0
+    feature: PrematurityFeature = field(default_factory=PrematurityFeature)
 
     def to_dict(self) -> dict:
         out = asdict(self)
         out["spec"] = self.spec.to_dict()
+        out["feature"] = self.feature.to_dict()
         return out
 
 
@@ -189,8 +196,35 @@ def screen_beats(
     far = robust_outliers(distance, settings.drop_z)
     if inputs.shape[2] < 2:
         return far
-    early = inputs[:, 0, 1] > settings.premature_gain * settings.premature_margin
+    early = inputs[:, 0, 1] > settings.feature.gain * settings.premature_margin
     return far | early
+
+
+def prematurity_alarm_score(
+    residual_sd: NDArray[np.floating],
+    feature: PrematurityFeature,
+    alarm_prematurity: float,
+) -> float:
+    """Score of a perfectly rebuilt window arriving ``alarm_prematurity`` early.
+
+    The autoencoder learns that normal beats have a prematurity channel of
+    about 0, so an early beat's channel is rebuilt near 0 and its whole
+    value is residual.
+
+    Parameters
+    ----------
+    residual_sd : NDArray[np.floating], shape (points, channels)
+    feature : PrematurityFeature
+    alarm_prematurity : float
+        Share of the recent mean RR (e.g. 0.2 for a beat 20 % early).
+
+    Returns
+    -------
+    float
+    """
+    sd = np.asarray(residual_sd, np.float64)
+    value = feature.values(np.array([1.0 - alarm_prematurity]), np.array([1.0]))[0]
+    return float(np.sum((value / sd[:, 1]) ** 2) / sd.size)
 
 
 def calibrate_threshold(
@@ -357,7 +391,8 @@ def train_robust(inputs: NDArray[np.floating], settings: TrainSettings) -> FitRe
     first_x = fit_x[~screened]
     first = fit_autoencoder(first_x, settings, settings.first_pass_epochs, "first pass")
     worst = robust_outliers(
-        _scores(first, first_x, settings.residual_sd_floor), settings.drop_z
+        _scores(first, first_x, settings.residual_sd_floor, settings.window_z2_cap),
+        settings.drop_z,
     )
     kept_x = first_x[~worst]
     dropped = int(screened.sum() + worst.sum())
@@ -376,12 +411,16 @@ def train_robust(inputs: NDArray[np.floating], settings: TrainSettings) -> FitRe
     residual_sd = residual_spread(
         kept_x, predict(model, kept_x), settings.residual_sd_floor
     )
-    cal_scores = standardized_mse(cal_x, predict(model, cal_x), residual_sd)
+    cal_scores = standardized_mse(
+        cal_x, predict(model, cal_x), residual_sd, settings.window_z2_cap
+    )
     threshold, info = calibrate_threshold(
         cal_scores,
         settings.target_false_alarm_rate,
         settings.drop_z,
-        settings.min_threshold,
+        prematurity_alarm_score(
+            residual_sd, settings.feature, settings.alarm_prematurity
+        ),
     )
     cal_out = robust_outliers(cal_scores, settings.drop_z)
     log.info(
@@ -404,11 +443,15 @@ def train_robust(inputs: NDArray[np.floating], settings: TrainSettings) -> FitRe
     )
 
 
-def _scores(model, inputs: NDArray[np.float32], floor: float) -> NDArray[np.float64]:
+def _scores(
+    model, inputs: NDArray[np.float32], floor: float, window_z2_cap: float
+) -> NDArray[np.float64]:
     outputs = predict(model, inputs)
     if not np.all(np.isfinite(outputs)):
         raise ModelError("the autoencoder's output is not finite (training diverged)")
-    return standardized_mse(inputs, outputs, residual_spread(inputs, outputs, floor))
+    return standardized_mse(
+        inputs, outputs, residual_spread(inputs, outputs, floor), window_z2_cap
+    )
 
 
 def _epoch_log_class():

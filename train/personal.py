@@ -14,7 +14,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from beatguard.device.bundle import PrematurityFeature
 from beatguard.train.dataset import personal_training_set
 from beatguard.train.fit import FitResult, TrainSettings, train_robust
 from beatguard.train.run import save_run
@@ -27,7 +26,6 @@ def train_personal(
     out_folder: str | Path,
     minutes: float = 5.0,
     settings: TrainSettings | None = None,
-    feature: PrematurityFeature | None = None,
     chain_overrides: dict[str, Any] | None = None,
 ) -> FitResult:
     """Train on the first minutes of records and write the run folder.
@@ -41,7 +39,6 @@ def train_personal(
     minutes : float
         Minutes from the start of each record.
     settings : TrainSettings, optional
-    feature : PrematurityFeature, optional
     chain_overrides : dict, optional
         Signal-chain settings besides the record's own.
 
@@ -57,14 +54,12 @@ def train_personal(
         Too few beats, or training diverged.
     """
     settings = settings or TrainSettings()
-    feature = feature or PrematurityFeature()
+    feature = settings.feature
     data = personal_training_set(paths, minutes, feature, chain_overrides)
     if data.config.window_points != settings.spec.points:
         settings = replace(
             settings, spec=replace(settings.spec, points=data.config.window_points)
         )
-    if settings.premature_gain != feature.gain:
-        settings = replace(settings, premature_gain=feature.gain)
     result = train_robust(data.inputs, settings)
     save_run(out_folder, result, settings, data.config.to_dict(), feature, data.summary)
     return result

@@ -1,0 +1,45 @@
+"""``beatguard train`` and ``convert`` from the command line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def _cli(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "beatguard.cli", *argv],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_train_on_missing_record_says_so_in_one_line(tmp_path):
+    result = _cli("train", str(tmp_path / "nope"), "--out", str(tmp_path / "run"))
+    assert result.returncode == 1
+    lines = [
+        line for line in result.stderr.splitlines() if line.startswith("beatguard")
+    ]
+    assert len(lines) == 1 and "nope" in lines[0]
+
+
+def test_convert_of_a_folder_that_is_no_training_run_says_so(tmp_path):
+    result = _cli("convert", str(tmp_path))
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("beatguard convert:") and "keras_model.h5" in last
+
+
+def test_train_refuses_non_positive_minutes(mitdb, tmp_path):
+    result = _cli("train", str(mitdb / "106"), "--minutes", "0", "--out", str(tmp_path))
+    assert result.returncode == 1
+    assert "--minutes" in result.stderr
+
+
+def test_train_then_convert_leave_a_bundle_the_scorer_loads(bundle_106):
+    from beatguard.device.scorer import Scorer
+
+    with Scorer(bundle_106) as scorer:
+        assert scorer.points == 64
+        assert (bundle_106 / "keras_model.h5").exists()
