@@ -212,6 +212,59 @@ class PtyPort:
                 self.link_path.unlink(missing_ok=True)
 
 
+class SerialPortOut:
+    """A real serial port the simulator writes to (pyserial, exclusive).
+
+    For a board stand-in on real wires: a USB-serial adapter looped to the
+    Pi's UART, or a null-modem cable. A UART cannot tell whether anybody
+    listens, so :meth:`has_client` is always True, and the port cannot be
+    "unplugged" (outage faults need a pseudo-terminal).
+
+    Raises
+    ------
+    PortNotFound, PortBusy, LinkError
+        If the port cannot be opened.
+    """
+
+    def __init__(self, device: str, baud: int = 115200) -> None:
+        import serial
+
+        from beatguard.firmware_bridge.link import _classify
+
+        self.slave_path = device
+        self.link_path = None
+        try:
+            self._port = serial.Serial(device, baud, write_timeout=1.0, exclusive=True)
+        except (serial.SerialException, OSError) as err:
+            raise _classify(device, err) from err
+
+    @property
+    def path(self) -> str:
+        """The device written to."""
+        return self.slave_path
+
+    def has_client(self) -> bool:
+        """Always True: a UART sends whether or not anybody listens."""
+        return True
+
+    def write(self, data: bytes, stop: threading.Event) -> int:
+        """Write ``data``; returns the bytes written."""
+        import serial
+
+        try:
+            return self._port.write(data) or 0
+        except serial.SerialTimeoutException:
+            return 0
+
+    def drain(self, timeout_s: float, stop: threading.Event) -> None:
+        """Wait until the bytes have left the UART."""
+        self._port.flush()
+
+    def close(self) -> None:
+        """Close the port (idempotent)."""
+        self._port.close()
+
+
 class BoardSimulator:
     """Replay ADC counts as a board would, in a background thread.
 
@@ -250,6 +303,11 @@ class BoardSimulator:
         Seed of the fault generator.
     stop_event : threading.Event, optional
         Stops the run when set.
+    serial_port : str, optional
+        Write to this real serial port instead of a new pseudo-terminal
+        (no outage faults; see :class:`SerialPortOut`).
+    baud : int
+        Line speed of ``serial_port``.
     clock : callable returning seconds
         Monotonic clock for the deadlines.
     """
@@ -274,6 +332,8 @@ class BoardSimulator:
         wait_for_client: bool = True,
         seed: int = 0,
         stop_event: threading.Event | None = None,
+        serial_port: str | None = None,
+        baud: int = 115200,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         counts = np.asarray(counts)
@@ -305,7 +365,13 @@ class BoardSimulator:
         self._rng = np.random.default_rng(seed)
         self.stats = SimulatorStats()
         self._outage_plan = self._outage_samples(len(self.counts))
-        self.port = PtyPort(link_path)
+        if serial_port is not None and self._outage_plan:
+            raise ValueError("port outages need a pseudo-terminal, not a real port")
+        self.port: PtyPort | SerialPortOut
+        if serial_port is not None:
+            self.port = SerialPortOut(serial_port, baud)
+        else:
+            self.port = PtyPort(link_path)
         self._thread: threading.Thread | None = None
         self._counter_base = 0  # record index whose board counter is 0
         self._next_announce = self.announce_every

@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 
-from beatguard.device.errors import ConfigError
+from beatguard.device.errors import BeatguardError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="keep a symlink here to the current pty (removed while unplugged)",
     )
+    parser.add_argument(
+        "--port",
+        metavar="DEVICE",
+        help="write to this real serial port instead of a new pseudo-terminal",
+    )
+    parser.add_argument("--baud", type=int, default=115200, help="line speed of --port")
     faults = parser.add_argument_group("faults")
     faults.add_argument(
         "--corrupt-rate", type=float, default=0.0, help="probability per byte"
@@ -96,7 +102,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from beatguard.firmware_bridge.simulator import BoardSimulator, Faults
+    from beatguard.firmware_bridge.simulator import Faults
 
     if args.speed <= 0:
         raise ConfigError(f"--speed must be positive, not {args.speed}")
@@ -113,20 +119,16 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise ConfigError(str(err)) from err
     stop = threading.Event()
-    sim = BoardSimulator.from_record(
-        args.record,
-        channel=args.channel,
-        start_minute=args.start_minute,
-        minutes=args.minutes,
-        speed=args.speed,
-        text=args.text,
-        faults=faults,
-        link_path=args.link,
-        wait_for_client=not args.no_wait,
-        seed=args.seed,
-        stop_event=stop,
-    )
+    if args.port and args.link:
+        raise ConfigError("--link names a pseudo-terminal; it cannot go with --port")
+    try:
+        sim = _simulator(args, faults, stop)
+    except BeatguardError:
+        raise
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
     print(sim.path, flush=True)
+
     signalled = []
 
     def on_signal(signum: int, _frame) -> None:
@@ -148,3 +150,23 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 130 if signalled else 0
+
+
+def _simulator(args: argparse.Namespace, faults, stop: threading.Event):
+    from beatguard.firmware_bridge.simulator import BoardSimulator
+
+    return BoardSimulator.from_record(
+        args.record,
+        channel=args.channel,
+        start_minute=args.start_minute,
+        minutes=args.minutes,
+        speed=args.speed,
+        text=args.text,
+        faults=faults,
+        link_path=args.link,
+        wait_for_client=not (args.no_wait or args.port),
+        seed=args.seed,
+        stop_event=stop,
+        serial_port=args.port,
+        baud=args.baud,
+    )

@@ -133,3 +133,35 @@ def test_simulator_waits_for_a_client_and_stop_event_ends_the_wait(mitdb):
     stop.set()
     assert sim.join(timeout_s=5.0)
     sim.stop()
+
+
+def test_cli_port_option_writes_frames_to_a_real_serial_device(mitdb, record_106):
+    """A pty's slave stands in for a UART; the test reads the other end."""
+    from beatguard.firmware_bridge.protocol import FrameDecoder
+
+    master, slave = os.openpty()
+    device = os.ttyname(slave)
+    proc = _simulate(
+        str(mitdb / "106"), "--start-minute", "29.9", "--speed", "20", "--port", device
+    )
+    assert proc.stdout.readline().strip() == device
+    dec = FrameDecoder()
+    items = []
+    os.set_blocking(master, False)
+    while proc.poll() is None or items == []:
+        try:
+            items += dec.feed(os.read(master, 65536))
+        except BlockingIOError:
+            threading.Event().wait(0.01)
+    try:
+        while True:
+            items += dec.feed(os.read(master, 65536))
+    except (BlockingIOError, OSError):
+        pass
+    os.close(master)
+    os.close(slave)
+    assert proc.returncode == 0, proc.stderr.read()
+    counts = np.concatenate([i.counts for i in items if hasattr(i, "counts")])
+    expected = record_106[int(29.9 * 60 * 360) :]
+    assert np.array_equal(counts, expected[: len(counts)])
+    assert len(counts) == len(expected)
