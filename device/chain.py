@@ -363,7 +363,9 @@ class SignalChain:
             self._rr_s.append(rr_before)
         if window is None:
             return None
-        emitted_at = max(det.confirmed_at, self._windower.last_sample(r))
+        emitted_at = min(
+            max(det.confirmed_at, self._windower.last_sample(r)), self._next_sample - 1
+        )
         return Beat(
             sample=r,
             window=window,

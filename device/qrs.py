@@ -349,7 +349,6 @@ class QRSDetector:
                 return found
             else:
                 self._learn_until += self._learn  # nothing usable yet: learn on
-        confirm = known_until + self._half - 1
         while True:
             nxt = self._pending[0] if self._pending else None
             if nxt is not None:
@@ -359,7 +358,9 @@ class QRSDetector:
                 self._forget_across_gap(d)
                 if self._deadline is None:
                     continue
-                beat = self._search_back(d, confirm if at_end else d + self._half)
+                # the sample whose arrival let this search-back fire
+                fired_at = known_until - 1 if at_end else d + self._half - 1
+                beat = self._search_back(d, fired_at)
                 if beat is not None:
                     found.append(beat)
                 continue
