@@ -319,12 +319,8 @@ class Runtime:
                 event.corrupt_frames,
                 event.details,
             )
-        level = (
-            logging.INFO if event.kind is LinkEventKind.ANNOUNCE else logging.WARNING
-        )
-        if event.kind is LinkEventKind.CORRUPT:
-            level = logging.DEBUG  # the link already rate-limits its own line
-        logger.log(level, "link: %s", event.message)
+        # the link logs its own events (rate-limited); here they go to the log
+        logger.debug("link: %s", event.message)
         if event.kind is LinkEventKind.ANNOUNCE:
             self._on_announce(event.details)
         if event.kind in GAP_KINDS:

@@ -164,7 +164,7 @@ def test_full_event_log_keeps_the_alerts_sounding(record_106, scorer, tmp_path, 
     log = EventLog(path, max_size_bytes=40_000, retry_s=3600.0)
     alerts = []
     runtime = Runtime(
-        RecordSource(record_106, START, START + 5 * 60 * 360),
+        RecordSource(record_106, START),
         scorer,
         scorer.bundle.chain_config(),
         event_log=log,
@@ -186,7 +186,7 @@ def test_alert_reaches_the_buzzer_pin(record_106, scorer, tmp_path):
     with AlertBuzzer(pin=18, pin_factory=factory) as buzzer:
         alerts = []
         settings = AlertSettings(cooldown_s=3600.0)
-        source = RecordSource(record_106, START, START + 5 * 60 * 360)
+        source = RecordSource(record_106, START)
         _run(
             source,
             scorer,

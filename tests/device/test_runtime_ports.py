@@ -1,0 +1,153 @@
+"""``beatguard run`` against the port faults a wearable meets: a port that is
+not there (yet), a port another process holds, a board that reboots. Real
+processes on real pseudo-terminals; checked through their output and log."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from beatguard.device.bundle import load_bundle
+from beatguard.device.eventlog import read_table
+
+CLI = [sys.executable, "-m", "beatguard.cli"]
+START = 5 * 60 * 360
+
+
+@pytest.fixture
+def procs():
+    started: list[subprocess.Popen] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def _simulate(procs, link: Path, record: Path, *args: str) -> subprocess.Popen:
+    sim = subprocess.Popen(
+        [*CLI, "simulate", str(record), "--link", str(link), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    procs.append(sim)
+    assert sim.stdout.readline().strip() == str(link)
+    return sim
+
+
+def _run(procs, port: Path, bundle: Path, events: Path, log: Path, *args: str):
+    run = subprocess.Popen(
+        [*CLI, "run", "--port", str(port), "--model", str(bundle)]
+        + ["--events", str(events), "--no-buzzer", "--no-status", *args],
+        stdout=subprocess.PIPE,
+        stderr=open(log, "w"),
+        text=True,
+    )
+    procs.append(run)
+    return run
+
+
+def _beat_count(events: Path) -> int:
+    if not events.exists():
+        return 0
+    try:
+        return len(read_table(events, "beats"))
+    except Exception:  # the file may be mid-creation
+        return 0
+
+
+def _until(condition, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_missing_port_without_reconnect_exits_with_one_clear_line(tmp_path, bundle_106):
+    port = tmp_path / "ttyNOPE"
+    result = subprocess.run(
+        [*CLI, "run", "--port", str(port), "--model", str(bundle_106)]
+        + ["--events", str(tmp_path / "e.sqlite"), "--no-buzzer", "--no-reconnect"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("beatguard run:") and str(port) in last
+
+
+def test_runtime_waits_for_a_port_that_appears_later(
+    tmp_path, mitdb, bundle_106, procs
+):
+    link, events, log = tmp_path / "board", tmp_path / "e.sqlite", tmp_path / "run.log"
+    run = _run(procs, link, bundle_106, events, log)
+    assert _until(lambda: "waiting" in log.read_text(), 60), log.read_text()
+    time.sleep(1.0)
+    assert run.poll() is None  # still trying
+    waiting_lines = [ln for ln in log.read_text().splitlines() if "waiting" in ln]
+    assert len(waiting_lines) == 1  # said once, not once per attempt
+    _simulate(procs, link, mitdb / "106", "--start-minute", "5", "--speed", "20")
+    assert _until(lambda: _beat_count(events) > 20, 60), log.read_text()
+    run.send_signal(signal.SIGTERM)
+    assert run.wait(30) == 0
+
+
+def test_second_runtime_on_a_held_port_is_refused_and_the_first_goes_on(
+    tmp_path, mitdb, bundle_106, procs
+):
+    link = tmp_path / "board"
+    _simulate(procs, link, mitdb / "106", "--start-minute", "5", "--speed", "10")
+    first = _run(procs, link, bundle_106, tmp_path / "a.sqlite", tmp_path / "a.log")
+    assert _until(lambda: _beat_count(tmp_path / "a.sqlite") > 5, 60)
+    second = subprocess.run(
+        [*CLI, "run", "--port", str(link), "--model", str(bundle_106)]
+        + ["--events", str(tmp_path / "b.sqlite"), "--no-buzzer"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert second.returncode == 1
+    last = second.stderr.strip().splitlines()[-1]
+    assert last.startswith("beatguard run:") and "busy" in last.lower(), last
+    before = _beat_count(tmp_path / "a.sqlite")
+    assert _until(lambda: _beat_count(tmp_path / "a.sqlite") > before + 5, 30)
+    assert first.poll() is None
+    first.send_signal(signal.SIGINT)
+    assert first.wait(30) == 0
+
+
+def test_board_resets_are_logged_and_never_scored_across(
+    tmp_path, mitdb, bundle_106, procs
+):
+    link, events, log = tmp_path / "board", tmp_path / "e.sqlite", tmp_path / "run.log"
+    sim = _simulate(
+        procs,
+        link,
+        mitdb / "106",
+        *("--start-minute", "5", "--minutes", "6", "--speed", "60"),
+        *("--board-resets", "2"),
+    )
+    run = _run(procs, link, bundle_106, events, log, "--no-reconnect")
+    sim.wait(120)
+    assert run.wait(60) == 0, log.read_text()
+    link_events = read_table(events, "link_events")
+    assert [e["kind"] for e in link_events].count("board_reset") == 2
+    gaps = [(e["sample"], e["lost_samples"]) for e in link_events if e["kind"] == "gap"]
+    assert len(gaps) >= 2
+    beats = [r["sample"] for r in read_table(events, "beats")]
+    config = load_bundle(bundle_106).chain_config()
+    before = round(config.window_before_s * 360)
+    after = round(config.window_after_s * 360)
+    for at, lost in gaps:
+        assert [s for s in beats if s - before < at + lost and s + after >= at] == []
+    assert len(beats) > 300
+    assert "Traceback" not in log.read_text()
