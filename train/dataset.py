@@ -82,6 +82,7 @@ def personal_training_set(
     minutes: float,
     feature: PrematurityFeature,
     chain_overrides: dict[str, Any] | None = None,
+    read_options: dict[str, Any] | None = None,
 ) -> TrainingSet:
     """Read records and turn their first minutes into model inputs.
 
@@ -96,6 +97,10 @@ def personal_training_set(
     chain_overrides : dict, optional
         ChainConfig settings other than the record's own (window, filters,
         normalization).
+    read_options : dict, optional
+        Keyword arguments of ``read_record`` for CSV captures and UCR files
+        (``fs_hz``, ``gain_counts_per_mv``, ``baseline_counts``); WFDB
+        records carry their own.
 
     Returns
     -------
@@ -114,7 +119,7 @@ def personal_training_set(
     parts, counts, names = [], [], []
     first_config = None
     for path in paths:
-        record = read_record(path)
+        record = read_record(path, **(read_options or {}))
         config = ChainConfig.for_record(record, **overrides)
         beats = record_training_beats(record, config, minutes)
         if not beats:

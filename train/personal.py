@@ -27,6 +27,7 @@ def train_personal(
     minutes: float = 5.0,
     settings: TrainSettings | None = None,
     chain_overrides: dict[str, Any] | None = None,
+    read_options: dict[str, Any] | None = None,
 ) -> FitResult:
     """Train on the first minutes of records and write the run folder.
 
@@ -41,6 +42,9 @@ def train_personal(
     settings : TrainSettings, optional
     chain_overrides : dict, optional
         Signal-chain settings besides the record's own.
+    read_options : dict, optional
+        ``read_record`` options for CSV captures and UCR files (``fs_hz``,
+        ``gain_counts_per_mv``, ``baseline_counts``).
 
     Returns
     -------
@@ -55,7 +59,7 @@ def train_personal(
     """
     settings = settings or TrainSettings()
     feature = settings.feature
-    data = personal_training_set(paths, minutes, feature, chain_overrides)
+    data = personal_training_set(paths, minutes, feature, chain_overrides, read_options)
     if data.config.window_points != settings.spec.points:
         settings = replace(
             settings, spec=replace(settings.spec, points=data.config.window_points)

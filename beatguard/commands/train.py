@@ -37,6 +37,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--window-points", type=int, default=None, help="points per beat window"
     )
+    parser.add_argument(
+        "--fs-hz",
+        type=float,
+        default=None,
+        help="sample rate of CSV captures or UCR files that do not state one",
+    )
+    parser.add_argument(
+        "--gain",
+        type=float,
+        default=None,
+        help="CSV/UCR values per millivolt (default: values are millivolts)",
+    )
+    parser.add_argument(
+        "--baseline", type=float, default=None, help="CSV/UCR value of 0 mV"
+    )
 
 
 def settings_from_args(args: argparse.Namespace):
@@ -64,6 +79,15 @@ def settings_from_args(args: argparse.Namespace):
     return settings
 
 
+def _read_options(args: argparse.Namespace) -> dict:
+    options = {
+        "fs_hz": args.fs_hz,
+        "gain_counts_per_mv": args.gain,
+        "baseline_counts": args.baseline,
+    }
+    return {key: value for key, value in options.items() if value is not None}
+
+
 def run(args: argparse.Namespace) -> int:
     from beatguard.train.personal import train_personal
 
@@ -78,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         minutes=args.minutes,
         settings=settings_from_args(args),
         chain_overrides=overrides,
+        read_options=_read_options(args),
     )
     print(json.dumps({"out": str(args.out), **result.summary()}))
     print(f"next: beatguard convert {args.out}")
