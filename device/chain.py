@@ -322,6 +322,10 @@ class SignalChain:
     def _mark_hindsight(self, flags: NDArray[np.uint8]) -> None:
         """Extend NOISY, FLAT and SATURATED back over the span that raised them."""
         start = self._next_sample
+        watched = int(Quality.NOISY | Quality.FLAT | Quality.SATURATED)
+        if not (self._prev_flags & watched or np.any(flags & watched)):
+            self._prev_flags = int(flags[-1])
+            return
         for flag, span in self._hindsight.items():
             on = (flags & flag) != 0
             before = np.concatenate(([bool(self._prev_flags & flag)], on[:-1]))

@@ -243,6 +243,9 @@ class QualityMonitor:
         b = self._block_n
         joined = np.concatenate((self._partial, power))
         n_blocks = len(joined) // b
+        if n_blocks == 0:  # no block completed: the last decision stands
+            self._partial = joined
+            return np.full(len(power), self._noisy_now)
         used = n_blocks * b
         block_power = joined[:used].reshape(n_blocks, b).mean(axis=1)
         history = np.concatenate((self._recent_blocks, block_power))
