@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+
 from beatguard.device.alerts import AlertKind, AlertPolicy, AlertSettings
 from beatguard.device.errors import ConfigError
 from beatguard.device.types import Beat, Quality

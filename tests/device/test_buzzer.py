@@ -6,6 +6,7 @@ import logging
 import threading
 
 import pytest
+
 from beatguard.device.alerts import Alert, AlertKind
 from beatguard.device.buzzer import PATTERNS, AlertBuzzer
 

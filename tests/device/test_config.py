@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 import pytest
+
 from beatguard.device.alerts import AlertSettings
 from beatguard.device.config import (
     SETTINGS,

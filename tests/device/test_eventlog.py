@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 
 import pytest
+
 from beatguard.device.errors import EventLogError
 from beatguard.device.eventlog import (
     SCHEMA,
