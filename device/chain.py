@@ -101,7 +101,6 @@ class ChainConfig:
     noise_max_mv: float = 0.12
     flat_max_counts: float = 1.0
     quality_hold_s: float = 0.5
-    extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not (self.fs_hz > 0 and math.isfinite(self.fs_hz)):
@@ -128,9 +127,7 @@ class ChainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able settings (for the model bundle)."""
-        d = dataclasses.asdict(self)
-        d.pop("extra")
-        return d
+        return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ChainConfig:
@@ -141,7 +138,7 @@ class ChainConfig:
         ConfigError
             For unknown keys or unusable values.
         """
-        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ConfigError(f"unknown signal-chain settings: {', '.join(unknown)}")
