@@ -21,7 +21,7 @@ minutes per run, so the default replays it 10 times faster than real time,
 which loads the runtime ten times more than a real board does (the latency
 then is an upper bound). The model is the bundle trained by
 ``beatguard train`` on the record's first 5 minutes (made once and kept in
-``benchmarks/.cache/`` unless ``--model`` is given).
+``benchmarks/out/alert_latency/`` unless ``--model`` is given).
 
 Run: ``.venv/bin/python benchmarks/bench_alert_latency.py [--runs 3]``.
 """
@@ -43,7 +43,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 RECORD = REPO.parent / "shared" / "data" / "mitdb" / "106"
-CACHE = REPO / "benchmarks" / ".cache"
+CACHE = REPO / "benchmarks" / "out" / "alert_latency"
 NEW_PER_FRAME = 4
 TARGET_P99_MS = 20.0
 
