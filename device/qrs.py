@@ -83,6 +83,7 @@ class _Candidate:
     index: int  # stream index of the energy peak
     energy: float
     slope: float  # steepest |derivative| of the QRS band, mV/s
+    r_options: tuple[int, float, int, float]  # highest and lowest ECG near QRS
 
 
 @dataclass(frozen=True)
@@ -326,7 +327,9 @@ class QRSDetector:
         ok = self._usable.get(a, stop)
         is_peak = (core >= peak[idx - lo]) & (core > prev) & (core > 0.0) & ok
         for i in idx[is_peak].tolist():
-            self._pending.append(_Candidate(i, float(seg[i - lo]), self._slope_at(i)))
+            self._pending.append(
+                _Candidate(i, float(seg[i - lo]), self._slope_at(i), self._r_options(i))
+            )
         self._next = stop
 
     def _slope_at(self, i: int) -> float:
@@ -480,21 +483,26 @@ class QRSDetector:
         )
         self._deadline = c.index + int(round(s.search_back_rr * rr_mean))
         return Detection(
-            sample=self._locate_r(c.index),
+            sample=self._locate_r(c),
             confirmed_at=int(confirmed_at),
             energy=c.energy,
             searched_back=searched_back,
         )
 
-    def _locate_r(self, peak_index: int) -> int:
-        """R: the dominant deflection of the ECG at the QRS found in the band.
+    def _r_options(self, peak_index: int) -> tuple[int, float, int, float]:
+        """Where R may be for a candidate, found while its samples are held.
 
         First the largest absolute value of the 5-15 Hz QRS band between
         ``r_search_s`` and ``r_search_end_s`` before the energy peak marks
-        the QRS (baseline artifacts do not reach that band). Then, within
-        ``r_refine_s`` of it, the ECG's extreme is taken: of the sign the
-        recent beats agree on, unless the other sign is more than twice as
-        large (an opposite-polarity ectopic beat), else the larger one.
+        the QRS (baseline artifacts barely reach that band). Then, within
+        ``r_refine_s`` of it, the ECG's highest and lowest samples are the
+        two choices.
+
+        Returns
+        -------
+        tuple
+            Stream index and value (mV) of the highest sample, then of the
+            lowest.
         """
         a = max(peak_index - self._r_search, self._qrs_band.first)
         b = max(a + 1, peak_index - self._r_search_end + 1)
@@ -502,12 +510,23 @@ class QRSDetector:
         a = max(centre - self._r_refine, self._ecg.first)
         b = min(centre + self._r_refine + 1, self._ecg.end)
         seg = self._ecg.get(a, b)
-        i = int(np.argmax(np.abs(seg)))
-        if self._polarity:
-            j = int(np.argmax(self._polarity * seg))
-            if self._polarity * seg[j] >= self.settings.polarity_ratio * abs(seg[i]):
-                i = j
-        self._signs.append(1 if seg[i] >= 0 else -1)
+        hi, lo = int(np.argmax(seg)), int(np.argmin(seg))
+        return a + hi, float(seg[hi]), a + lo, float(seg[lo])
+
+    def _locate_r(self, c: _Candidate) -> int:
+        """R: the extreme of the sign the recent beats agree on.
+
+        Unless the other sign is more than ``1 / polarity_ratio`` times
+        larger (an opposite-polarity ectopic beat); without agreement, the
+        larger of the two.
+        """
+        hi_at, hi, lo_at, lo = c.r_options
+        take_high = hi >= -lo
+        if self._polarity > 0 and hi >= self.settings.polarity_ratio * -lo:
+            take_high = True
+        elif self._polarity < 0 and -lo >= self.settings.polarity_ratio * hi:
+            take_high = False
+        self._signs.append(1 if take_high else -1)
         total = sum(self._signs)
         self._polarity = int(np.sign(total)) if abs(total) >= 4 else 0
-        return a + i
+        return hi_at if take_high else lo_at

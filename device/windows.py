@@ -52,7 +52,8 @@ class BeatWindower:
     normalization : str
         ``"zscore"`` or ``"relative"`` (see the module docstring).
     keep_s : float
-        Seconds of history kept, bounding how late a beat may be cut.
+        Seconds of history kept, bounding how late a beat may be cut; the
+        default covers the detector's longest search-back (10 s).
     start : int
         Stream index of the first sample that will be appended.
 
@@ -69,7 +70,7 @@ class BeatWindower:
         after_s: float,
         points: int,
         normalization: str = "zscore",
-        keep_s: float = 8.0,
+        keep_s: float = 12.0,
         start: int = 0,
     ) -> None:
         if normalization not in NORMALIZATIONS:
