@@ -8,7 +8,7 @@ byte (see ``PROTOCOL.md`` next to this file for the byte tables):
 * a *sample frame* (type ``'S'``): the 16-bit sequence number of its first
   sample and up to 64 samples, each a 12-bit ADC value with the LO+ and LO-
   leads-off bits. A frame may repeat samples already sent (the firmware
-  repeats the last 12 so one or two lost frames cost nothing); the decoder
+  repeats the last 16 so up to three lost frames cost nothing); the decoder
   keeps the first copy of each sample.
 
 :class:`FrameDecoder` turns bytes, split anywhere, into
@@ -156,7 +156,7 @@ class Announce:
     baseline_counts: int
     firmware_version: str
     new_per_frame: int = 4
-    window: int = 12
+    window: int = 16
     board_sample: int = 0
     protocol_version: int = PROTOCOL_VERSION
 
@@ -382,6 +382,9 @@ class DecoderStats:
         Samples delivered.
     announces : int
     board_resets : int
+    merged_splits : int
+        Fragments split back into two frames after their delimiter was
+        corrupted (the first frame is recovered, the second checked alone).
     """
 
     frames_ok: int = 0
@@ -396,6 +399,7 @@ class DecoderStats:
     samples: int = 0
     announces: int = 0
     board_resets: int = 0
+    merged_splits: int = 0
 
 
 class ItemCollector:
@@ -546,8 +550,33 @@ class FrameDecoder:
         try:
             frame = decode_payload(part)
         except ProtocolError as err:
-            self._bad(part, str(err))
+            if not self._split_merged(part, out):
+                self._bad(part, str(err))
             return
+        self._accept(frame, out)
+
+    def _split_merged(self, part: bytes, out: ItemCollector) -> bool:
+        """Recover two frames whose delimiter was corrupted into another byte.
+
+        The first frame's COBS code chain then ends on the byte that was the
+        delimiter; each place the chain lands is tried as the split point.
+        Returns True if a frame was recovered (the rest is handled as a new
+        fragment).
+        """
+        pos = part[0]
+        while pos < len(part) - 1:
+            try:
+                first = decode_payload(part[:pos])
+            except ProtocolError:
+                pos += part[pos]
+                continue
+            self.stats.merged_splits += 1
+            self._accept(first, out)
+            self._handle(part[pos + 1 :], out)
+            return True
+        return False
+
+    def _accept(self, frame: Announce | SampleFrame, out: ItemCollector) -> None:
         self.stats.frames_ok += 1
         if self._after_bad:
             self.stats.resyncs += 1

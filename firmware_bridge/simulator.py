@@ -81,6 +81,11 @@ class Faults:
         Board reboots spread evenly over the run.
     reset_boot_s : float
         Record seconds the board spends rebooting (samples not sent).
+    outage_pauses_record : bool
+        Resume the replay where it stopped after an outage instead of
+        losing the samples due meanwhile (so runs with and without outages
+        cover the same beats; the board's counter then shows no jump and
+        only bytes in flight are lost).
     """
 
     corrupt_rate: float = 0.0
@@ -91,6 +96,7 @@ class Faults:
     outage_s: float = 1.0
     board_resets: int = 0
     reset_boot_s: float = 0.5
+    outage_pauses_record: bool = False
 
     def __post_init__(self) -> None:
         for name in ("corrupt_rate", "drop_rate"):
@@ -326,7 +332,7 @@ class BoardSimulator:
         faults: Faults | None = None,
         link_path: str | Path | None = None,
         new_per_frame: int = 4,
-        window: int = 12,
+        window: int = 16,
         announce_every_s: float = 2.0,
         boot_s: float = 0.25,
         wait_for_client: bool = True,
@@ -511,6 +517,7 @@ class BoardSimulator:
             if outages and next_k >= outages[0]:
                 outages.pop(0)
                 next_k = self._outage(next_k, t0, rate)
+                t0 = self.started_mono_s
                 had_client = False
                 continue
             if resets and next_k >= resets[0]:
@@ -660,6 +667,8 @@ class BoardSimulator:
         """
         f = self.faults
         lost = int(round(f.outage_s * self.fs_hz * self.speed)) + self.new_per_frame
+        if f.outage_pauses_record:
+            lost = 0
         if f.disconnect_every_s is not None:
             step = int(round(f.disconnect_every_s * self.fs_hz))
             return list(range(step, n, step + lost))
@@ -677,7 +686,14 @@ class BoardSimulator:
         return [n * (2 * i + 1) // (2 * count + 1) for i in range(count)]
 
     def _outage(self, k: int, t0: float, rate: float) -> int:
-        """Unplug the port for ``outage_s``; return the next sample to send."""
+        """Unplug the port for ``outage_s``; return the next sample to send.
+
+        The board keeps sampling meanwhile, so the samples due during the
+        outage are lost; with ``Faults.outage_pauses_record`` the replay
+        instead waits for a client on the new port and resumes where it
+        stopped (``started_mono_s`` moves on by the pause), so only the
+        bytes in flight are lost.
+        """
         unplugged = self._clock()
         log.info("simulator: port unplugged at record sample %d", k)
         self.port.close()
@@ -686,6 +702,12 @@ class BoardSimulator:
         plugged = self._clock()
         self.stats.outages.append((unplugged, plugged, self.port.slave_path))
         log.info("simulator: port back as %s", self.port.slave_path)
+        if self.faults.outage_pauses_record:
+            while not self.port.has_client() and not self.stop_event.wait(0.02):
+                pass
+            self.stop_event.wait(0.1)  # let the client's open flush its input
+            self.started_mono_s = t0 + (self._clock() - unplugged)
+            return k
         resume = min(len(self.counts), int((plugged - t0) * rate) + 1)
         resume = max(k, self._frame_end(resume - 1) - self.new_per_frame)
         self.stats.samples_skipped += resume - k

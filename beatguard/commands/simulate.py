@@ -88,6 +88,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--outage-s", type=float, default=1.0, help="wall seconds each outage lasts"
     )
     faults.add_argument(
+        "--outage-pauses-record",
+        action="store_true",
+        help="resume the replay where it stopped after an outage instead of "
+        "losing the samples due meanwhile (same beats as a run without outages)",
+    )
+    faults.add_argument(
         "--board-resets",
         type=int,
         default=0,
@@ -115,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
             disconnect_every_s=args.disconnect_every,
             outage_s=args.outage_s,
             board_resets=args.board_resets,
+            outage_pauses_record=args.outage_pauses_record,
         )
     except ValueError as err:
         raise ConfigError(str(err)) from err

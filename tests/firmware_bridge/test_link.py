@@ -173,6 +173,7 @@ def test_socket_url_reconnects_when_the_server_comes_back():
     def serve() -> None:
         for session in range(2):
             conn, _ = server.accept()
+            time.sleep(0.3)  # pyserial drains a socket's input right after opening
             start = session * 400
             conn.sendall(ann[:0] if session else ann)
             conn.sendall(b"\x00" + encode_frame(start, list(range(start, start + 8))))

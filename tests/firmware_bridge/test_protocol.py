@@ -179,6 +179,18 @@ def test_corruption_is_counted_and_every_count_reaches_an_event():
     assert len(got) + lost == len(values) - (len(values) - max(got) - 1)
 
 
+def test_two_frames_merged_by_a_corrupted_delimiter_are_split_again():
+    frames = _stream(list(range(200, 240)))
+    merged = bytearray(frames[4])
+    merged[-1] = 0x5A  # the delimiter became another byte: two frames in one
+    wire = _announce() + b"".join(frames[:4]) + bytes(merged) + b"".join(frames[5:])
+    dec = p.FrameDecoder()
+    chunks, events = _collect(dec.feed(wire))
+    assert [e.kind for e in events] == [LinkEventKind.ANNOUNCE]
+    assert np.concatenate([c.counts for c in chunks]).tolist() == list(range(200, 240))
+    assert dec.stats.merged_splits == 1 and dec.stats.corrupt_frames == 0
+
+
 def test_samples_before_the_first_announce_are_held_until_it():
     values = list(range(50, 90))
     frames = _stream(values)

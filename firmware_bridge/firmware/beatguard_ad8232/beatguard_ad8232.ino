@@ -9,9 +9,9 @@
  * interrupt reads A0 and the two leads-off pins and stores one sample word
  * in a ring buffer; loop() sends a frame every NEW_PER_FRAME samples
  * carrying the last WINDOW samples (the older ones repeated, so the host
- * loses nothing when one or two frames are corrupted on the wire), and an
- * announce at boot and every ANNOUNCE_EVERY_S seconds. The framing is in
- * bg_protocol.h; the byte layout in PROTOCOL.md.
+ * loses nothing when up to three frames in a row are corrupted on the
+ * wire), and an announce at boot and every ANNOUNCE_EVERY_S seconds. The
+ * framing is in bg_protocol.h; the byte layout in PROTOCOL.md.
  *
  * If loop() ever falls more than the ring buffer behind, it skips ahead;
  * the sequence counter then jumps and the host reports the lost samples.
@@ -29,7 +29,7 @@
 #define SAMPLE_RATE_HZ 360UL
 #define SERIAL_BAUD 115200UL
 #define NEW_PER_FRAME 4
-#define WINDOW 12
+#define WINDOW 16
 #define RING_SIZE 64 /* power of two, > WINDOW */
 #define ANNOUNCE_EVERY_S 2UL
 
