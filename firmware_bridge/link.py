@@ -381,7 +381,7 @@ class SerialLink:
                 log.debug("%s: exclusive access not supported", self.url)
             port.open()
         except (serial.SerialException, OSError, ValueError) as err:
-            raise _classify(self.url, err) from err
+            raise classify_open_error(self.url, err) from err
         return port
 
     def _close_port(self) -> None:
@@ -456,7 +456,7 @@ class SerialLink:
         )
 
 
-def _classify(url: str, err: BaseException) -> LinkError:
+def classify_open_error(url: str, err: BaseException) -> LinkError:
     """Turn a pyserial/OS error from opening ``url`` into a LinkError leaf."""
     code = getattr(err, "errno", None)
     text = str(err).splitlines()[0] if str(err) else type(err).__name__

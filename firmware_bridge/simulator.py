@@ -235,14 +235,14 @@ class SerialPortOut:
     def __init__(self, device: str, baud: int = 115200) -> None:
         import serial
 
-        from beatguard.firmware_bridge.link import _classify
+        from beatguard.firmware_bridge.link import classify_open_error
 
         self.slave_path = device
         self.link_path = None
         try:
             self._port = serial.Serial(device, baud, write_timeout=1.0, exclusive=True)
         except (serial.SerialException, OSError) as err:
-            raise _classify(device, err) from err
+            raise classify_open_error(device, err) from err
 
     @property
     def path(self) -> str:

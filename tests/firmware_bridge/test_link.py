@@ -199,3 +199,22 @@ def test_socket_url_reconnects_when_the_server_comes_back():
     assert LinkEventKind.DISCONNECTED in kinds and LinkEventKind.RECONNECTED in kinds
     second = got[-1]
     assert isinstance(second, SampleChunk) and second.first_sample == 400
+
+
+def test_outage_that_pauses_the_record_costs_only_bytes_in_flight(
+    drain, mitdb, record_106, tmp_path
+):
+    stable = tmp_path / "ttyECG"
+    faults = Faults(disconnects=2, outage_s=0.3, outage_pauses_record=True)
+    sim = _sim(mitdb, minutes=1.0, faults=faults, link_path=stable, speed=30.0)
+    with sim, SerialLink(str(stable)) as link:
+        got = drain(link, sim)
+    assert got.kinds().count(LinkEventKind.RECONNECTED) == 2
+    gaps = [e for _, e in got.of(LinkEventKind.GAP)]
+    assert len(gaps) == 2 and all(e.details["reason"] == "port reopened" for e in gaps)
+    idx = got.indices()
+    assert np.array_equal(got.counts(), record_106[START + idx])
+    # Only what was in flight is lost: far less than the 0.3 s outage at 30x.
+    outage_samples = 0.3 * 30 * 360
+    assert all(e.lost_samples < outage_samples / 3 for e in gaps)
+    assert len(idx) + sum(e.lost_samples for e in gaps) == 60 * 360
