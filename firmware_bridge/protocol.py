@@ -532,6 +532,8 @@ class FrameDecoder:
         """
         self.stats.garbage_bytes += len(self._buf)
         self._buf.clear()
+        if self._next_pos is None:
+            return  # nothing was received yet, so there is nothing to break
         self._outage_estimate = max(0, int(estimated_lost_samples))
 
     @property

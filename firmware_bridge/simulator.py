@@ -12,13 +12,15 @@ Faults, all seeded:
 * ``corrupt_rate``: each byte replaced by another with this probability;
 * ``drop_rate``: each byte dropped with this probability;
 * ``leads_off``: ``(start_s, duration_s)`` intervals of record time (from
-  the first replayed sample) with LO+ set; values are the record's, where a
-  real AD8232 would drive its output towards a rail;
+  the first replayed sample) with LO+ and LO- set (``!`` lines in text
+  mode); values are the record's, where a real AD8232 would drive its
+  output towards a rail;
 * ``disconnects`` / ``disconnect_every_s``: the port vanishes (the pty is
   closed, bytes in flight are lost, the ``link_path`` symlink is removed)
   for ``outage_s`` wall-clock seconds and comes back as a fresh pty; the
   board keeps sampling meanwhile, so those samples are lost and its
-  sequence counter keeps counting;
+  sequence counter keeps counting (or, with ``outage_pauses_record``, the
+  replay resumes where it stopped once a client is back);
 * ``board_resets``: the board reboots: a burst of boot text, half a second
   of record time without samples, then an announce whose sample counter
   starts again at zero.
