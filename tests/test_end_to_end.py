@@ -328,3 +328,47 @@ def _settle(events: Path, quiet_s: float = 1.5, timeout_s: float = 30.0) -> None
         elif time.monotonic() - since >= quiet_s:
             return
         time.sleep(0.2)
+
+
+def test_text_mode_gives_the_binary_beats_and_a_minute_of_bangs_is_leads_off(
+    tmp_path, mitdb, bundle_106, clean_run
+):
+    events = tmp_path / "events.sqlite"
+    sim, port = _simulate(
+        tmp_path,
+        str(mitdb / "106"),
+        *("--text", "--start-minute", "5", "--minutes", "5", "--speed", "60"),
+        *("--leads-off", "200:60"),
+    )
+    run = _run(
+        tmp_path,
+        port,
+        bundle_106,
+        events,
+        *("--text-fs-hz", "360", "--text-gain-counts-per-mv", "200"),
+        *("--text-baseline-counts", "1024", "--text-adc-bits", "12"),
+        *("--no-reconnect", "--run-beats", "1", "--cooldown-s", "0"),
+    )
+    assert _wait(run, 120, "beatguard run") == 0, (tmp_path / "run.log").read_text()
+    sim.wait(30)
+    a, b = round(200 * FS_HZ), round(260 * FS_HZ)
+    text_rows = _beats(events)
+    binary_rows = _beats(clean_run)
+    before = a - round(FS_HZ)  # beats completed before the leads came off
+
+    def _early(rows):
+        return [(r["sample"], r["anomalous"]) for r in rows if r["sample"] < before]
+
+    assert _early(text_rows) == _early(binary_rows)
+    quality = read_table(events, "quality_events")
+    went_off = [
+        q["sample"]
+        for i, q in enumerate(quality)
+        if q["quality"] & Quality.LEADS_OFF
+        and (i == 0 or not quality[i - 1]["quality"] & Quality.LEADS_OFF)
+    ]
+    assert went_off == [a]
+    alerts = read_table(events, "alerts")
+    assert [x["sample"] for x in alerts if a <= x["sample"] < b] == []
+    assert [r["sample"] for r in text_rows if a <= r["sample"] < b] == []
+    assert "Traceback" not in (tmp_path / "run.log").read_text()
