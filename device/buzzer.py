@@ -18,6 +18,7 @@ container), the buzzer logs one warning and does nothing else.
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any
 
 from beatguard.device.alerts import Alert, AlertKind
@@ -71,15 +72,23 @@ class AlertBuzzer:
         except ImportError:
             logger.warning("buzzer: gpiozero is not installed; alerts will be silent")
             return
-        try:
-            self._device = Buzzer(pin, active_high=active_high, pin_factory=pin_factory)
-        except Exception as err:  # gpiozero raises many kinds for a missing GPIO
-            logger.warning(
-                "buzzer: no GPIO for pin %s (%s: %s); alerts will be silent",
-                pin,
-                type(err).__name__,
-                err,
-            )
+        # gpiozero warns once per pin library it tries and lacks; those go to
+        # the debug log, so a machine without GPIO gives one line, below
+        with warnings.catch_warnings(record=True) as tried:
+            warnings.simplefilter("always")
+            try:
+                self._device = Buzzer(
+                    pin, active_high=active_high, pin_factory=pin_factory
+                )
+            except Exception as err:  # gpiozero raises many kinds for no GPIO
+                logger.warning(
+                    "buzzer: no GPIO for pin %s (%s: %s); alerts will be silent",
+                    pin,
+                    type(err).__name__,
+                    err,
+                )
+        for warning in tried:
+            logger.debug("buzzer: %s", warning.message)
 
     @property
     def available(self) -> bool:

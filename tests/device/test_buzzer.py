@@ -79,3 +79,17 @@ def test_no_gpio_gives_one_warning_and_a_silent_buzzer(caplog):
     buzzer.close()
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 1 and "silent" in warnings[0]
+
+
+def test_machine_without_gpio_gives_exactly_one_warning(caplog):
+    import warnings
+
+    caplog.set_level(logging.WARNING)
+    with warnings.catch_warnings(record=True) as escaped:
+        warnings.simplefilter("always")
+        buzzer = AlertBuzzer(pin=18)
+    if buzzer.available:
+        buzzer.close()
+        pytest.skip("this machine has GPIO")
+    assert [w.message for w in escaped] == []
+    assert len(caplog.records) == 1 and "silent" in caplog.records[0].getMessage()
