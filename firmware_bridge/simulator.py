@@ -201,12 +201,14 @@ class PtyPort:
         try:
             deadline = time.monotonic() + timeout_s
             empty = 0
-            while time.monotonic() < deadline and not stop.is_set() and empty < 3:
+            # The kernel moves bytes into the slave's queue in the background,
+            # so the queue must stay empty for a while, not just once.
+            while time.monotonic() < deadline and not stop.is_set() and empty < 6:
                 queued = struct.unpack(
                     "i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0")
                 )[0]
                 empty = empty + 1 if queued == 0 else 0
-                stop.wait(0.02)
+                stop.wait(0.05)
         finally:
             os.close(fd)
 

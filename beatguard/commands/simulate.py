@@ -134,8 +134,6 @@ def run(args: argparse.Namespace) -> int:
         raise
     except ValueError as err:
         raise ConfigError(str(err)) from err
-    print(sim.path, flush=True)
-
     signalled = []
 
     def on_signal(signum: int, _frame) -> None:
@@ -144,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, on_signal)
+    print(sim.path, flush=True)
     sim.start()
     while not sim.join(timeout_s=0.2):
         pass
