@@ -46,6 +46,11 @@ log = logging.getLogger(__name__)
 #: Number of recent RR intervals averaged into ``Beat.rr_avg_s``.
 RR_MEMORY = 8
 
+#: Samples further than this from 0 mV cannot come from an ECG front end (a
+#: corrupt file, a wrong gain); they are kept out of the filters and flagged
+#: SATURATED even when the ADC rails are unknown.
+MAX_ABS_MV = 100.0
+
 
 @dataclass(frozen=True)
 class ChainConfig:
@@ -295,7 +300,12 @@ class SignalChain:
         c = self.config
         raw = self._quality.input_flags(counts, leads_off)
         keep_out = self._quality.keep_out(raw)
-        mv = (counts - c.baseline_counts) / c.gain_counts_per_mv
+        with np.errstate(invalid="ignore", over="ignore"):
+            mv = (counts - c.baseline_counts) / c.gain_counts_per_mv
+            implausible = np.abs(mv) > MAX_ABS_MV  # beyond any ECG front end
+        if implausible.any():
+            raw[:, 1] |= implausible  # shown as saturated
+            keep_out |= implausible
         if keep_out.any():
             mv = np.where(keep_out, np.nan, mv)
         notched = self._notch.process(mv) if self._notch is not None else mv

@@ -204,3 +204,18 @@ def test_a_gap_reset_resumes_detection_within_two_seconds(clean):
         assert np.isnan(beat.rr_before_s) or (
             beat.sample - beat.rr_before_s * FS >= 35 * FS - 0.5
         )
+
+
+def test_absurd_values_with_unknown_adc_rails_are_kept_out(clean):
+    record, config, counts, beats = clean
+    blind = ChainConfig.for_record(record, adc_bits=0)  # no rail check
+    assert blind.rails_counts is None
+    x = counts.copy()
+    a = int(START_S * FS)
+    x[a] = 1e300
+    x[a + 500] = -1e12
+    got, events = _run(blind, x)
+    reference, _ = _run(blind, counts)
+    assert all(np.all(np.isfinite(b.window)) for b in got)
+    assert any(e.quality & Quality.SATURATED for e in events)
+    _check_against_clean(reference, got, events, a, a + 501, Quality.SATURATED)
