@@ -219,3 +219,20 @@ def test_absurd_values_with_unknown_adc_rails_are_kept_out(clean):
     assert all(np.all(np.isfinite(b.window)) for b in got)
     assert any(e.quality & Quality.SATURATED for e in events)
     _check_against_clean(reference, got, events, a, a + 501, Quality.SATURATED)
+
+
+def test_bad_stretches_give_the_same_beats_and_flags_in_any_chunking(clean):
+    record, config, counts, beats = clean
+    x = counts[: 30 * FS].copy()
+    rng = np.random.default_rng(5)
+    x[10 * FS : 13 * FS] = np.round(1024 + rng.normal(0, 200, 3 * FS))
+    x[18 * FS : 18 * FS + 20] = np.nan
+    x[22 * FS : 24 * FS] = config.rails_counts[1]
+    whole, whole_events = _run(config, x, chunk=len(x))
+    assert whole_events
+    for chunk in (1, 13, 401):
+        got, events = _run(config, x, chunk=chunk)
+        assert events == whole_events
+        assert [b.sample for b in got] == [b.sample for b in whole]
+        for a, b in zip(got, whole, strict=True):
+            np.testing.assert_allclose(a.window, b.window, atol=1e-5)
