@@ -218,3 +218,35 @@ def test_outage_that_pauses_the_record_costs_only_bytes_in_flight(
     outage_samples = 0.3 * 30 * 360
     assert all(e.lost_samples < outage_samples / 3 for e in gaps)
     assert len(idx) + sum(e.lost_samples for e in gaps) == 60 * 360
+
+
+def test_text_on_a_binary_link_gives_one_hint_about_text_mode(caplog):
+    caplog.set_level(logging.WARNING, logger="beatguard.firmware_bridge.link")
+    port = serial.serial_for_url("loop://", do_not_open=True, timeout=0.05)
+    link = SerialLink(
+        "loop://", port_factory=lambda url, **kw: port, summary_every_s=0.1
+    ).open()
+    try:
+        for _ in range(5):
+            port.write(b"".join(b"%d\r\n" % v for v in range(500, 800)))
+            assert link.get(timeout_s=0.2) is None  # text is not beatguard frames
+    finally:
+        link.close()
+    hints = [r for r in caplog.records if "give its sample rate" in r.getMessage()]
+    assert len(hints) == 1 and link.stats.text_bytes > 1000
+
+
+def test_stop_event_ends_the_reader_and_close_can_be_called_twice():
+    port = serial.serial_for_url("loop://", do_not_open=True, timeout=0.05)
+    stop = threading.Event()
+    link = SerialLink("loop://", stop_event=stop, port_factory=lambda u, **k: port)
+    link.open()
+    assert link.running
+    stop.set()
+    deadline = time.monotonic() + 2.0
+    while link.running and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not link.running and not port.is_open
+    assert link.get(timeout_s=0.5) is None
+    link.close()
+    link.close()
