@@ -215,7 +215,6 @@ class QRSDetector:
         histories = (self._ecg, self._qrs_band, self._energy, self._slope)
         for history in (*histories, self._usable):
             history.reset(start)
-        self._start = int(start)
         self._next = int(start) + self._half  # next index examined for a peak
         self._learn_until = int(start) + self._learn
         self._learning = True
@@ -261,7 +260,7 @@ class QRSDetector:
     def finish(self) -> list[Detection]:
         """End of stream: examine the last samples without look-ahead."""
         end = self._energy.end
-        self._find_candidates(end, at_end=True)
+        self._find_candidates(end)
         return self._classify(end, at_end=True)
 
     def _append(self, ecg_mv: NDArray[np.float64], usable: NDArray[np.bool_]) -> None:
@@ -312,8 +311,11 @@ class QRSDetector:
 
     # Candidates ------------------------------------------------------------
 
-    def _find_candidates(self, stop: int, at_end: bool = False) -> None:
-        """Local energy maxima at indices ``self._next`` .. ``stop - 1``."""
+    def _find_candidates(self, stop: int) -> None:
+        """Local energy maxima at indices ``self._next`` .. ``stop - 1``.
+
+        Past the end of the stream (``finish``) the look-around is cut short.
+        """
         a, h = self._next, self._half
         if stop <= a:
             return
