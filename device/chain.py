@@ -36,7 +36,7 @@ from numpy.typing import NDArray
 from beatguard.device.errors import ConfigError
 from beatguard.device.filters import StreamingFilter, design_bandpass, design_notch
 from beatguard.device.qrs import Detection, QRSDetector
-from beatguard.device.quality import QualityMonitor, QualitySettings
+from beatguard.device.quality import QualityMonitor, QualitySettings, flag_column
 from beatguard.device.records import Record
 from beatguard.device.types import Beat, Quality, QualityEvent
 from beatguard.device.windows import NORMALIZATIONS, BeatWindower
@@ -305,7 +305,7 @@ class SignalChain:
             mv = (counts - c.baseline_counts) / c.gain_counts_per_mv
             implausible = np.abs(mv) > MAX_ABS_MV  # beyond any ECG front end
         if implausible.any():
-            raw[:, 1] |= implausible  # shown as saturated
+            raw[:, flag_column(Quality.SATURATED)] |= implausible
             keep_out |= implausible
         if keep_out.any():
             mv = np.where(keep_out, np.nan, mv)

@@ -40,6 +40,11 @@ _FLAG_ORDER = (
 )
 
 
+def flag_column(flag: Quality) -> int:
+    """Column of ``flag`` in the raw flag arrays of :class:`QualityMonitor`."""
+    return _FLAG_ORDER.index(flag)
+
+
 @dataclass(frozen=True)
 class QualitySettings:
     """Limits of :class:`QualityMonitor`.
