@@ -14,7 +14,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-import wfdb
 from numpy.typing import NDArray
 
 from beatguard.device.errors import RecordFormatError, RecordNotFound, SampleRateError
@@ -31,6 +30,14 @@ LEADS_OFF_CHANNEL = "leads_off"
 
 #: UCR ECG5000 class labels mapped to the nearest beat annotation symbol.
 UCR_SYMBOLS = {1: "N", 2: "V", 3: "V", 4: "S", 5: "Q"}
+
+
+def _wfdb():
+    """The ``wfdb`` package, imported on first use: it pulls in pandas, which
+    costs a device runtime that never reads a record tens of megabytes."""
+    import wfdb
+
+    return wfdb
 
 
 @dataclass(frozen=True)
@@ -248,12 +255,12 @@ def read_wfdb(path: str | Path, channel: int = 0, fs_hz: float | None = None) ->
     if not header.exists():
         raise RecordNotFound(f"{header}: WFDB header not found")
     try:
-        head = wfdb.rdheader(str(base))
+        head = _wfdb().rdheader(str(base))
     except Exception as err:  # wfdb raises bare ValueError/Exception
         raise RecordFormatError(f"{header}: unreadable WFDB header ({err})") from err
     _check_wfdb_files(base, head)
     try:
-        rec = wfdb.rdrecord(str(base), physical=False)
+        rec = _wfdb().rdrecord(str(base), physical=False)
     except Exception as err:
         raise RecordFormatError(f"{base}: unreadable WFDB signal ({err})") from err
     names = list(rec.sig_name or [])
@@ -270,7 +277,7 @@ def read_wfdb(path: str | Path, channel: int = 0, fs_hz: float | None = None) ->
             f"{base}.dat: header promises {head.sig_len} samples, file holds {got}"
         )
     counts = digital[:, idx].astype(np.float64)
-    invalid = wfdb.io._signal._digi_nan(rec.fmt[idx])
+    invalid = _wfdb().io._signal._digi_nan(rec.fmt[idx])
     counts[digital[:, idx] == invalid] = np.nan
     leads_off = None
     if LEADS_OFF_CHANNEL in names:
@@ -325,7 +332,7 @@ def _read_atr(base: Path) -> Annotations | None:
     if not atr.exists():
         return None
     try:
-        ann = wfdb.rdann(str(base), "atr")
+        ann = _wfdb().rdann(str(base), "atr")
     except Exception as err:
         raise RecordFormatError(f"{atr}: unreadable annotations ({err})") from err
     return Annotations(
@@ -491,7 +498,7 @@ def write_wfdb(
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    invalid = wfdb.io._signal._digi_nan("16")
+    invalid = _wfdb().io._signal._digi_nan("16")
     counts = np.asarray(record.counts, dtype=np.float64)
     finite = np.isfinite(counts)
     if finite.any() and (
@@ -515,7 +522,7 @@ def write_wfdb(
     if zero is None:
         zero = 2 ** (bits - 1) if record.adc_bits else 0
     digital_2d = np.column_stack(columns)
-    rec = wfdb.Record(
+    rec = _wfdb().Record(
         record_name=name,
         n_sig=len(columns),
         fs=record.fs_hz,
@@ -539,7 +546,7 @@ def write_wfdb(
         rec.wrsamp(write_dir=str(folder))
         ann = annotations if annotations is not None else record.annotations
         if ann is not None and len(ann):
-            wfdb.wrann(
+            _wfdb().wrann(
                 name,
                 "atr",
                 np.asarray(ann.samples, dtype=np.int64),
