@@ -169,7 +169,8 @@ class Runtime:
         How long one ``source.get`` waits for an item.
     max_batch_samples : int
         Most samples merged from chunks that queued up while the loop was
-        busy (see ``_next_item``).
+        busy (see ``_next_item``); large enough that after a stall (a slow
+        fsync, a busy CPU) one pass and one commit take in what queued.
     clock : callable
         Monotonic clock in seconds (status timing).
     """
@@ -190,7 +191,7 @@ class Runtime:
         status_interval_s: float = 1.0,
         on_committed: Callable[[list[Beat], float], None] | None = None,
         poll_s: float = 0.2,
-        max_batch_samples: int = 360,
+        max_batch_samples: int = 8192,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.source = source

@@ -209,10 +209,25 @@ def test_thirty_seconds_of_leads_off_gives_one_event_and_no_alarm(
         *("--leads-off", "100:30"),
     )
     # alert on any single anomalous beat, so scoring during leads-off would show
-    run = _run(tmp_path, port, bundle_106, events, "--no-reconnect", "--run-beats", "1")
+    run = _run(
+        tmp_path,
+        port,
+        bundle_106,
+        events,
+        *("--no-reconnect", "--run-beats", "1", "--record", str(tmp_path / "rec")),
+    )
     assert _wait(run, 120, "beatguard run") == 0, (tmp_path / "run.log").read_text()
     sim.wait(30)
     a, b = round(100 * FS_HZ), round(130 * FS_HZ)
+    # --record kept the stream, its leads-off flags and the runtime's labels
+    recorded = read_record(tmp_path / "rec" / "beatguard-0001_000")
+    assert len(recorded.counts) == 4 * 60 * 360
+    assert np.flatnonzero(recorded.leads_off)[[0, -1]].tolist() == [a, b - 1]
+    rows = _beats(events)
+    assert recorded.annotations.samples.tolist() == [r["sample"] for r in rows]
+    assert recorded.annotations.symbols == [
+        "Q" if r["anomalous"] else "N" for r in rows
+    ]
     quality = read_table(events, "quality_events")
     off = [q for q in quality if q["quality"] & Quality.LEADS_OFF]
     went_off = [
