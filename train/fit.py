@@ -342,7 +342,7 @@ def fit_autoencoder(
         batch_size=settings.batch_size,
         shuffle=True,
         verbose=0,
-        callbacks=[_EpochLog(label, epochs)],
+        callbacks=[_epoch_logger(label, epochs)],
     )
     return model
 
@@ -454,32 +454,22 @@ def _scores(
     )
 
 
-def _epoch_log_class():
+def _epoch_logger(label: str, epochs: int):
+    """A Keras callback logging the loss every tenth of the epochs and the last."""
     _, keras = tensorflow_and_keras()
+    every = max(1, epochs // 10)
+    started = time.perf_counter()
 
-    class EpochLog(keras.callbacks.Callback):
-        """Log the loss every tenth of the epochs (and the last)."""
+    def on_epoch_end(epoch: int, logs: dict | None = None) -> None:
+        done = epoch + 1
+        if done % every == 0 or done == epochs:
+            log.info(
+                "%s: epoch %d/%d loss %.4f (%.1f s)",
+                label,
+                done,
+                epochs,
+                (logs or {}).get("loss", float("nan")),
+                time.perf_counter() - started,
+            )
 
-        def __init__(self, label: str, epochs: int) -> None:
-            super().__init__()
-            self.label, self.epochs = label, epochs
-            self.every = max(1, epochs // 10)
-            self.started = time.perf_counter()
-
-        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            done = epoch + 1
-            if done % self.every == 0 or done == self.epochs:
-                log.info(
-                    "%s: epoch %d/%d loss %.4f (%.1f s)",
-                    self.label,
-                    done,
-                    self.epochs,
-                    (logs or {}).get("loss", float("nan")),
-                    time.perf_counter() - self.started,
-                )
-
-    return EpochLog
-
-
-def _EpochLog(label: str, epochs: int):  # noqa: N802 - reads as a class
-    return _epoch_log_class()(label, epochs)
+    return keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end)
