@@ -249,7 +249,8 @@ class AlertPolicy:
         """
         if self.quality != Quality.GOOD:
             return []
-        alerts = self.tick(beat.emitted_at_sample, _before_beat=beat.sample)
+        settled = min(self._settled(beat.emitted_at_sample), beat.sample)
+        alerts = self._check_pause(settled)
         alerts += self._pause_ended_by(beat)
         self._last_beat_sample = beat.sample
         self._pause_alerted = False
@@ -259,7 +260,7 @@ class AlertPolicy:
         alerts += self._rate_alerts(beat.sample)
         return alerts
 
-    def tick(self, now_sample: int, _before_beat: int | None = None) -> list[Alert]:
+    def tick(self, now_sample: int) -> list[Alert]:
         """Check for a pause, given that samples up to ``now_sample`` arrived.
 
         Parameters
@@ -272,6 +273,13 @@ class AlertPolicy:
         list of Alert
             A pause alert, or nothing.
         """
+        return self._check_pause(self._settled(now_sample))
+
+    def _settled(self, now_sample: int) -> int:
+        """Newest sample up to which the chain has reported every beat."""
+        return now_sample - round(self.detection_delay_s * self.fs_hz)
+
+    def _check_pause(self, settled: int) -> list[Alert]:
         if self.quality != Quality.GOOD or self._pause_alerted:
             return []
         since = (
@@ -279,9 +287,6 @@ class AlertPolicy:
             if self._last_beat_sample is not None
             else self._since_sample
         )
-        settled = now_sample - round(self.detection_delay_s * self.fs_hz)
-        if _before_beat is not None:
-            settled = min(settled, _before_beat)
         if settled - since < self.settings.pause_s * self.fs_hz:
             return []
         self._pause_alerted = True

@@ -264,8 +264,8 @@ class EventLog:
 
     def _add(self, table: str, values: dict[str, Any]) -> None:
         wall_s, mono_s = self._clock()
-        row = _Row(table, {"session": self.session, **values, "wall_s": wall_s})
-        row.values["mono_s"] = mono_s
+        stamped = {"session": self.session, **values}
+        row = _Row(table, {**stamped, "wall_s": wall_s, "mono_s": mono_s})
         with self._lock:
             self._pending.append(row)
             while len(self._pending) > self._max_pending:
