@@ -78,8 +78,9 @@ def validate_representative(
 def graph_ops(tflite_bytes: bytes) -> list[str]:
     """Names of the ops in a TFLite flatbuffer, in execution order.
 
-    The op list comes from the interpreter's own op details, which is what
-    the device will run.
+    The op list comes from the interpreter's op details (its
+    ``_get_ops_details`` method, the only op listing the TFLite Python API
+    offers), which is what the device will run.
     """
     _, interpreter = interpreter_class("auto")
     interp = interpreter(model_content=tflite_bytes)
