@@ -151,3 +151,33 @@ def test_board_resets_are_logged_and_never_scored_across(
         assert [s for s in beats if s - before < at + lost and s + after >= at] == []
     assert len(beats) > 300
     assert "Traceback" not in log.read_text()
+
+
+def test_read_only_event_log_is_one_line_and_the_runtime_goes_on(
+    tmp_path, mitdb, bundle_106, procs
+):
+    import os
+    import shutil
+
+    from beatguard.device.eventlog import EventLog
+
+    events = tmp_path / "events.sqlite"
+    EventLog(events).close()
+    chattr = shutil.which("chattr")
+    if os.geteuid() != 0:
+        os.chmod(events, 0o444)
+    elif chattr is None or subprocess.run([chattr, "+i", str(events)]).returncode:
+        pytest.skip("running as root and cannot make a file immutable (chattr +i)")
+    try:
+        link, log = tmp_path / "board", tmp_path / "run.log"
+        _simulate(procs, link, mitdb / "106", "--start-minute", "5", "--minutes", "1")
+        run = _run(procs, link, bundle_106, events, log, "--no-reconnect")
+        assert run.wait(120) == 0, log.read_text()
+    finally:
+        if os.geteuid() == 0 and chattr:
+            subprocess.run([chattr, "-i", str(events)])
+    about_log = [ln for ln in log.read_text().splitlines() if str(events) in ln]
+    assert len(about_log) == 1 and "WITHOUT an event log" in about_log[0]
+    summary = run.stdout.read()
+    beats = int(summary.split("beatguard run: ")[1].split(" beats")[0])
+    assert beats > 50
