@@ -170,7 +170,12 @@ def test_read_only_event_log_is_one_line_and_the_runtime_goes_on(
         pytest.skip("running as root and cannot make a file immutable (chattr +i)")
     try:
         link, log = tmp_path / "board", tmp_path / "run.log"
-        _simulate(procs, link, mitdb / "106", "--start-minute", "5", "--minutes", "1")
+        _simulate(
+            procs,
+            link,
+            mitdb / "106",
+            *("--start-minute", "5", "--minutes", "1", "--speed", "20"),
+        )
         run = _run(procs, link, bundle_106, events, log, "--no-reconnect")
         assert run.wait(120) == 0, log.read_text()
     finally:
