@@ -10,8 +10,9 @@ port) or a record replayed in-process. The loop
 2. feeds each chunk to the chain, scores the beats it completes with the
    int8 scorer, and hands beats, quality changes and link events to the
    alert policy and the sinks (event log, buzzer, recorder, callbacks),
-3. commits the event log once per chunk that produced rows, so a beat's
-   row is durable a few milliseconds after its last sample arrived,
+3. commits the event log once per pass that produced rows (a pass takes
+   in every chunk already queued), so a beat's row is durable a few
+   milliseconds after its last sample arrived,
 4. treats a gap in the stream (samples lost, port reconnected, board
    reset) as the end of one stretch of signal: beats whose windows were
    complete are scored, the chain and the policy are reset, and no beat
