@@ -151,6 +151,7 @@ arm_tests() {
     # From /tmp, not /src: the checkout's top-level beatguard/ folder would
     # shadow the installed package, whose subpackages live in other folders.
     in_arm bash -c "cd /tmp && $ARM_VENV/bin/pytest -q -p no:cacheprovider --disable-warnings --durations=8 \
+        --basetemp=/tmp/beatguard-pytest \
         -m 'not slow' -k 'not tensorflow' ${present[*]/#//src/}"
 }
 
