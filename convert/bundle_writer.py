@@ -108,6 +108,7 @@ def convert_run(
             PrematurityFeature(**run.info["features"]["prematurity"]),
             float(run.info["settings"]["alarm_prematurity"]),
         ),
+        float(run.info["settings"].get("separation_min", 1.0)),
     )
     parity = _parity(run, fit_int8)
     calibration["float_threshold"] = float(run.info["float_threshold"])

@@ -7,14 +7,15 @@ there), score them with the int8 :class:`~beatguard.device.scorer.Scorer`,
 match them to the reference beats (150 ms) and measure PVC detection. The
 same beats are also scored by the float Keras model and by two baselines
 fitted on the same training minutes: the distance to the median training
-window, and a small dense autoencoder shaped like the TensorFlow tutorial's.
+window, cut with amplitude kept (relative to the recent beats), and a small
+dense autoencoder shaped like the TensorFlow tutorial's.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -207,11 +208,9 @@ def evaluate_record(
         np.asarray(run.info["residual_sd"]),
         bundle.window_z2_cap,
     )
-    config = chain_config_for(record, bundle.meta["chain"])
-    train_windows = np.stack(
-        [b.window for b in beats_from_record(record, config, 0, train_end)]
+    template_scores = template_baseline_scores(
+        record, bundle.meta["chain"], train_end, scored.samples
     )
-    template_scores = template_distance(train_windows, inputs[:, :, 0])
     dense_scores = dense_autoencoder_scores(
         run.fit_inputs[:, :, 0], inputs[:, :, 0], settings.seed
     )
@@ -280,6 +279,57 @@ def evaluate_record(
         threshold=scored.threshold,
         inputs=inputs,
         int8_outputs=int8_outputs,
+    )
+
+
+def template_baseline_scores(
+    record: Record,
+    bundle_chain: dict,
+    train_end: int,
+    samples: NDArray[np.int64],
+) -> NDArray[np.float64]:
+    """Template-distance baseline on windows that keep amplitude.
+
+    The record is cut again by the device chain with the bundle's settings
+    but ``"relative"`` normalization (each window divided by the median
+    peak-to-peak amplitude of the recent beats, so a beat twice as tall as
+    its neighbours stays twice as tall): the template is the median window
+    of the training minutes, a beat's score its mean squared distance to
+    it. The chain finds its beats independently of the normalization, so
+    these are the beats the model scored.
+
+    Parameters
+    ----------
+    record : Record
+    bundle_chain : dict
+        The bundle's chain settings.
+    train_end : int
+        First sample after the training minutes.
+    samples : NDArray[np.int64], shape (n,)
+        R peaks of the scored beats (samples from the record's start).
+
+    Returns
+    -------
+    NDArray[np.float64], shape (n,)
+
+    Raises
+    ------
+    ModelError
+        A scored beat is not found by the relative-amplitude chain.
+    """
+    config = replace(chain_config_for(record, bundle_chain), normalization="relative")
+    train_windows = np.stack(
+        [b.window for b in beats_from_record(record, config, 0, train_end)]
+    )
+    windows = {b.sample: b.window for b in beats_from_record(record, config, train_end)}
+    missing = [int(s) for s in samples if int(s) not in windows]
+    if missing:
+        raise ModelError(
+            f"{record.name}: {len(missing)} scored beats (first at sample "
+            f"{missing[0]}) not cut by the relative-amplitude chain"
+        )
+    return template_distance(
+        train_windows, np.stack([windows[int(s)] for s in samples])
     )
 
 

@@ -2,23 +2,24 @@
 
 The personal protocol trains on the first minutes of a wearer's record
 without labels, so the training beats may hold premature ventricular beats
-and noise. Training therefore runs in two passes: a first fit on every
-fitting beat, then the beats whose reconstruction error is a robust outlier
-(log error more than ``drop_z`` robust standard deviations above the median)
-are dropped and a fresh model is fitted on the rest. How many beats were
-dropped is reported and stored with the model.
+and noise. Before any fit, beats that are clearly not normal are screened
+out by their distance to the median beat and their prematurity (see
+:func:`screen_beats`). Training then runs in two passes: a first fit on the
+beats that passed the screen, then the beats whose reconstruction error is a
+robust outlier (log error more than ``drop_z`` robust standard deviations
+above the median) are dropped and a fresh model is fitted on the rest. How
+many beats were dropped is reported and stored with the model.
 
-The latest share of the training-period beats is held out of fitting.
-Their scores, with outliers removed by the same rule, set the threshold: a
-log-normal fit to the scores (median and MAD of the log score) gives the
-score exceeded by normal beats at the target false-alarm rate. Beats of the
-following hours drift away from those minutes (electrode movement, heart
-rate, noise), so the scores of normal beats later on spread much wider
-than the held-out ones; the threshold is therefore never set below
-the score of a beat of perfectly normal shape that comes
-``alarm_prematurity`` (a share of the recent mean RR) early: a beat is
-never flagged for less than that much prematurity, or a shape error as
-large.
+The latest share of the training-period beats is held out of fitting and
+goes through the same screen. Their scores, with outliers removed by the
+same rules, set the threshold: a log-normal fit to the scores (median and
+MAD of the log score) gives the score exceeded by normal beats at the target
+false-alarm rate. Beats of the following hours drift away from those minutes
+(electrode movement, heart rate, noise), so the scores of normal beats later
+on spread much wider than the held-out ones; the threshold is therefore
+never set below the score of a beat of perfectly normal shape that comes
+``alarm_prematurity`` (a share of the recent mean RR) early: a beat is never
+flagged for less than that much prematurity, or a shape error as large.
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ class TrainSettings:
         Epochs of the first fit (used only to find outliers) and of the
         final fit on the kept beats.
     batch_size : int
+    min_fit_steps : int
+        Fewest gradient steps of a fit: with few beats left after screening
+        (a few dozen in two PVC-dense minutes) the epochs are raised, since
+        the model learns from steps, not passes.
     learning_rate : float
         Adam step size.
     seed : int
@@ -71,6 +76,12 @@ class TrainSettings:
         Training beats whose prematurity (share of the recent mean RR they
         came early, beyond the feature's dead zone) exceeds this are
         screened out before fitting.
+    separation_min : float
+        Share of the variance of the log distance to the median beat
+        between the two groups of its best split above which the far group
+        is taken for a second morphology (see :func:`screen_beats`).
+    ectopic_run_beats : int
+        Longest run of consecutive far beats screened out as ectopic.
     feature : PrematurityFeature
         How the prematurity channel is computed.
     alarm_prematurity : float
@@ -87,6 +98,7 @@ class TrainSettings:
     first_pass_epochs: int = 30
     epochs: int = 60
     batch_size: int = 32
+    min_fit_steps: int = 600
     learning_rate: float = 3e-3
     seed: int = 0
     drop_z: float = 3.0
@@ -96,6 +108,8 @@ class TrainSettings:
     alarm_prematurity: float = 0.2
     window_z2_cap: float = 25.0
     premature_margin: float = 0.1
+    separation_min: float = 0.8
+    ectopic_run_beats: int = 3
     feature: PrematurityFeature = field(default_factory=PrematurityFeature)
 
     def to_dict(self) -> dict:
@@ -171,19 +185,95 @@ def robust_outliers(scores: NDArray[np.floating], z: float) -> NDArray[np.bool_]
     return (logs - center) / spread > z
 
 
+def two_class_split(values: NDArray[np.floating]) -> tuple[float, float]:
+    """Best split of values into a low and a high class (Otsu's criterion).
+
+    Parameters
+    ----------
+    values : NDArray[np.floating], shape (n,), n >= 4
+
+    Returns
+    -------
+    cut : float
+        Values above ``cut`` form the high class.
+    separation : float
+        Share of the variance between the two classes, in [0, 1]: about
+        0.64 (2/pi) for the best split of a single normal distribution,
+        near 1 for two tight, distant modes.
+    """
+    v = np.sort(np.asarray(values, np.float64))
+    n = v.size
+    total = float(v.var())
+    if n < 4 or total <= 0:
+        return float(v[-1]) if n else 0.0, 0.0
+    k = np.arange(1, n)
+    csum = np.cumsum(v)[:-1]
+    low_mean = csum / k
+    high_mean = (v.sum() - csum) / (n - k)
+    between = (k / n) * (1 - k / n) * (high_mean - low_mean) ** 2
+    best = int(np.argmax(between))
+    cut = 0.5 * (v[best] + v[best + 1])
+    return float(cut), float(between[best] / total)
+
+
+def _ectopic_runs(
+    marked: NDArray[np.bool_], early: NDArray[np.bool_], longest: int
+) -> NDArray[np.bool_]:
+    """Marked elements in runs of at most ``longest`` or that start early."""
+    out = np.zeros(marked.shape, bool)
+    i, n = 0, marked.size
+    while i < n:
+        if not marked[i]:
+            i += 1
+            continue
+        j = i
+        while j < n and marked[j]:
+            j += 1
+        if j - i <= longest or early[i]:
+            out[i:j] = True
+        i = j
+    return out
+
+
 def screen_beats(
     inputs: NDArray[np.floating], settings: TrainSettings
 ) -> NDArray[np.bool_]:
     """Mark training beats that are clearly not normal, before any fit.
 
-    A beat is marked when its window (channel 0) is a robust outlier in
-    squared distance to the median window of all the beats, or when its
-    prematurity feature (channel 1) is above ``settings.premature_margin``
-    (in shares of the recent mean RR beyond the feature's dead zone).
+    The distance of a beat is the mean squared difference of its window
+    (channel 0) from the median window of all the beats. Three rules mark
+    a beat:
+
+    1. **A second morphology.** When the log distances fall into two
+       well-separated groups (the share of their variance between the
+       groups of the best two-class split exceeds
+       ``settings.separation_min``; a single bell-shaped group gives
+       about 0.64), the far group is a second morphology. When it is
+       nearly half the beats (a PVC-dense record) a robust z-score cannot
+       see it, since the median and MAD are themselves pulled into it. Its
+       beats are marked when they come in short runs (at most
+       ``settings.ectopic_run_beats`` in a row) between beats of the near
+       group, as ectopic beats do, or in a longer run that starts with a
+       premature beat (rule 3), as a ventricular salvo does; a far
+       morphology that sets in on time and lasts is the wearer's rhythm
+       after a change of posture or electrode contact, and is kept for the
+       model to learn.
+    2. **A lone outlier.** A distance more than ``settings.drop_z`` robust
+       standard deviations (log scale) above the median of its group: all
+       the beats, or, after a split, the near group and the kept far group
+       each on their own.
+    3. **Prematurity.** The prematurity feature (channel 1) above
+       ``settings.premature_margin`` (in shares of the recent mean RR
+       beyond the feature's dead zone).
+
+    The split is tested before it is used, so a record with one
+    morphology loses only its lone outliers, not the far half of its
+    spread.
 
     Parameters
     ----------
     inputs : NDArray[np.floating], shape (n, points, channels)
+        Beats in time order.
     settings : TrainSettings
 
     Returns
@@ -191,12 +281,31 @@ def screen_beats(
     NDArray[np.bool_], shape (n,)
     """
     windows = np.asarray(inputs[:, :, 0], np.float64)
+    early = np.zeros(len(windows), bool)
+    if inputs.shape[2] >= 2:
+        early = inputs[:, 0, 1] > settings.feature.gain * settings.premature_margin
     template = np.median(windows, axis=0)
     distance = np.mean((windows - template) ** 2, axis=1)
-    far = robust_outliers(distance, settings.drop_z)
-    if inputs.shape[2] < 2:
-        return far
-    early = inputs[:, 0, 1] > settings.feature.gain * settings.premature_margin
+    log_distance = np.log(np.maximum(distance, 1e-12))
+    cut, separation = two_class_split(log_distance)
+    second = np.zeros(distance.shape, bool)
+    groups = [np.ones(distance.shape, bool)]
+    if separation > settings.separation_min:
+        high = log_distance > cut
+        second = _ectopic_runs(high, early, settings.ectopic_run_beats)
+        groups = [~high, high & ~second]
+    far = second.copy()
+    for group in groups:
+        if group.sum() >= 3:
+            far[group] = robust_outliers(distance[group], settings.drop_z)
+    log.info(
+        "screen: distance to the median beat split with separation %.2f "
+        "(used above %.2f): %d beats of a second morphology, %d lone outliers",
+        separation,
+        settings.separation_min,
+        int(second.sum()),
+        int(far.sum() - second.sum()),
+    )
     return far | early
 
 
@@ -227,11 +336,42 @@ def prematurity_alarm_score(
     return float(np.sum((value / sd[:, 1]) ** 2) / sd.size)
 
 
+def score_outliers(
+    scores: NDArray[np.floating], drop_z: float, separation_min: float
+) -> NDArray[np.bool_]:
+    """Scores of beats that are not normal, among held-out beats.
+
+    When the log scores fall into two well-separated groups (see
+    :func:`two_class_split`; separation above ``separation_min``) the high
+    group is a second kind of beat, as in a record with many PVCs, and is
+    left out whole; the rest are judged by :func:`robust_outliers`.
+
+    Parameters
+    ----------
+    scores : NDArray[np.floating], shape (n,), positive
+    drop_z : float
+    separation_min : float
+
+    Returns
+    -------
+    NDArray[np.bool_], shape (n,)
+    """
+    logs = np.log(np.maximum(np.asarray(scores, np.float64), 1e-12))
+    high = np.zeros(logs.shape, bool)
+    cut, separation = two_class_split(logs)
+    if separation > separation_min:
+        high = logs > cut
+    out = high.copy()
+    out[~high] = robust_outliers(np.exp(logs[~high]), drop_z)
+    return out
+
+
 def calibrate_threshold(
     scores: NDArray[np.floating],
     target_false_alarm_rate: float,
     drop_z: float,
     min_threshold: float = 0.0,
+    separation_min: float = 1.0,
 ) -> tuple[float, dict]:
     """Threshold from held-out normal-period scores.
 
@@ -246,6 +386,9 @@ def calibrate_threshold(
         Outlier rule of :func:`robust_outliers`.
     min_threshold : float
         The threshold returned is at least this.
+    separation_min : float
+        Split rule of :func:`score_outliers`; 1.0 (the default) never
+        splits.
 
     Returns
     -------
@@ -269,7 +412,7 @@ def calibrate_threshold(
         raise ValueError(
             f"target false-alarm rate {target_false_alarm_rate} not in (0, 0.5)"
         )
-    out = robust_outliers(scores, drop_z)
+    out = score_outliers(scores, drop_z, separation_min)
     kept = np.log(np.maximum(scores[~out], 1e-12))
     center = float(np.median(kept))
     spread = float(_MAD_TO_SD * np.median(np.abs(kept - center)))
@@ -323,6 +466,8 @@ def fit_autoencoder(
     inputs : NDArray[np.floating], shape (n, points, channels)
     settings : TrainSettings
     epochs : int
+        Passes over ``inputs``; raised so that the fit makes at least
+        ``settings.min_fit_steps`` gradient steps.
     label : str
         Names the pass in the progress log lines.
 
@@ -335,6 +480,8 @@ def fit_autoencoder(
     model = build_lstm_autoencoder(settings.spec)
     model.compile(optimizer=keras.optimizers.Adam(settings.learning_rate), loss="mse")
     x = np.asarray(inputs, np.float32)
+    steps_per_epoch = math.ceil(len(x) / settings.batch_size)
+    epochs = max(epochs, math.ceil(settings.min_fit_steps / steps_per_epoch))
     model.fit(
         x,
         x,
@@ -387,7 +534,8 @@ def train_robust(inputs: NDArray[np.floating], settings: TrainSettings) -> FitRe
         "training on %d beats (%d held out for calibration)", len(fit_x), len(cal_x)
     )
 
-    screened = screen_beats(fit_x, settings)
+    screened_all = screen_beats(inputs, settings)
+    screened, cal_screened = screened_all[~held_out], screened_all[held_out]
     first_x = fit_x[~screened]
     first = fit_autoencoder(first_x, settings, settings.first_pass_epochs, "first pass")
     worst = robust_outliers(
@@ -411,6 +559,7 @@ def train_robust(inputs: NDArray[np.floating], settings: TrainSettings) -> FitRe
     residual_sd = residual_spread(
         kept_x, predict(model, kept_x), settings.residual_sd_floor
     )
+    cal_x = cal_x[~cal_screened]
     cal_scores = standardized_mse(
         cal_x, predict(model, cal_x), residual_sd, settings.window_z2_cap
     )
@@ -421,12 +570,15 @@ def train_robust(inputs: NDArray[np.floating], settings: TrainSettings) -> FitRe
         prematurity_alarm_score(
             residual_sd, settings.feature, settings.alarm_prematurity
         ),
+        settings.separation_min,
     )
-    cal_out = robust_outliers(cal_scores, settings.drop_z)
+    cal_out = score_outliers(cal_scores, settings.drop_z, settings.separation_min)
     log.info(
-        "float threshold %.4g from %d held-out beats (%d left out as outliers)",
+        "float threshold %.4g from %d held-out beats (%d screened out like the "
+        "training beats, %d left out as outliers)",
         threshold,
         info["beats"],
+        int(cal_screened.sum()),
         info["beats_left_out"],
     )
     return FitResult(
@@ -438,7 +590,7 @@ def train_robust(inputs: NDArray[np.floating], settings: TrainSettings) -> FitRe
         calibration_inputs=cal_x[~cal_out],
         beats_total=n,
         beats_dropped=dropped,
-        calibration_dropped=int(cal_out.sum()),
+        calibration_dropped=int(cal_screened.sum() + cal_out.sum()),
         seconds=time.perf_counter() - started,
     )
 

@@ -62,7 +62,9 @@ def settings_from_args(args: argparse.Namespace):
 
     settings = TrainSettings(seed=args.seed)
     if args.epochs is not None:
-        settings = replace(settings, epochs=args.epochs)
+        # Epochs given on the command line are run as given, however few
+        # the beats (no minimum of gradient steps).
+        settings = replace(settings, epochs=args.epochs, min_fit_steps=0)
     if args.first_pass_epochs is not None:
         settings = replace(settings, first_pass_epochs=args.first_pass_epochs)
     if args.false_alarm_rate is not None:
