@@ -11,15 +11,16 @@ above the median) are dropped and a fresh model is fitted on the rest. How
 many beats were dropped is reported and stored with the model.
 
 The latest share of the training-period beats is held out of fitting and
-goes through the same screen. Their scores, with outliers removed by the
-same rules, set the threshold: a log-normal fit to the scores (median and
-MAD of the log score) gives the score exceeded by normal beats at the target
-false-alarm rate. Beats of the following hours drift away from those minutes
-(electrode movement, heart rate, noise), so the scores of normal beats later
-on spread much wider than the held-out ones; the threshold is therefore
-never set below the score of a beat of perfectly normal shape that comes
-``alarm_prematurity`` (a share of the recent mean RR) early: a beat is never
-flagged for less than that much prematurity, or a shape error as large.
+goes through the same screen, without its lone-outlier rule. Their scores,
+with outliers removed by the same rules, set the threshold: a log-normal fit
+to the scores (median and MAD of the log score) gives the score exceeded by
+normal beats at the target false-alarm rate. Beats of the following hours
+drift away from those minutes (electrode movement, heart rate, noise), so
+the scores of normal beats later on spread much wider than the held-out
+ones; the threshold is therefore never set below the score of a beat of
+perfectly normal shape that comes ``alarm_prematurity`` (a share of the
+recent mean RR) early: a beat is never flagged for less than that much
+prematurity, or a shape error as large.
 """
 
 from __future__ import annotations
@@ -56,9 +57,9 @@ class TrainSettings:
         final fit on the kept beats.
     batch_size : int
     min_fit_steps : int
-        Fewest gradient steps of a fit: with few beats left after screening
-        (a few dozen in two PVC-dense minutes) the epochs are raised, since
-        the model learns from steps, not passes.
+        Fewest gradient steps of each fit: with few beats left after
+        screening (about a hundred in two PVC-dense minutes) the epochs are
+        raised, since the model learns from steps, not passes.
     learning_rate : float
         Adam step size.
     seed : int
@@ -236,7 +237,7 @@ def _ectopic_runs(
 
 
 def screen_beats(
-    inputs: NDArray[np.floating], settings: TrainSettings
+    inputs: NDArray[np.floating], settings: TrainSettings, lone_outliers: bool = True
 ) -> NDArray[np.bool_]:
     """Mark training beats that are clearly not normal, before any fit.
 
@@ -275,6 +276,10 @@ def screen_beats(
     inputs : NDArray[np.floating], shape (n, points, channels)
         Beats in time order.
     settings : TrainSettings
+    lone_outliers : bool
+        Whether rule 2 applies. Held-out beats are screened without it:
+        a noisy normal beat belongs in the calibration, whose own outlier
+        rule works on scores.
 
     Returns
     -------
@@ -295,7 +300,7 @@ def screen_beats(
         second = _ectopic_runs(high, early, settings.ectopic_run_beats)
         groups = [~high, high & ~second]
     far = second.copy()
-    for group in groups:
+    for group in groups if lone_outliers else []:
         if group.sum() >= 3:
             far[group] = robust_outliers(distance[group], settings.drop_z)
     log.info(
@@ -457,7 +462,11 @@ def predict(model, inputs: NDArray[np.floating]) -> NDArray[np.float64]:
 
 
 def fit_autoencoder(
-    inputs: NDArray[np.floating], settings: TrainSettings, epochs: int, label: str
+    inputs: NDArray[np.floating],
+    settings: TrainSettings,
+    epochs: int,
+    label: str,
+    min_steps: int = 0,
 ):
     """Fit a fresh LSTM autoencoder to rebuild ``inputs``.
 
@@ -467,9 +476,11 @@ def fit_autoencoder(
     settings : TrainSettings
     epochs : int
         Passes over ``inputs``; raised so that the fit makes at least
-        ``settings.min_fit_steps`` gradient steps.
+        ``min_steps`` gradient steps.
     label : str
         Names the pass in the progress log lines.
+    min_steps : int
+        Fewest gradient steps.
 
     Returns
     -------
@@ -481,7 +492,7 @@ def fit_autoencoder(
     model.compile(optimizer=keras.optimizers.Adam(settings.learning_rate), loss="mse")
     x = np.asarray(inputs, np.float32)
     steps_per_epoch = math.ceil(len(x) / settings.batch_size)
-    epochs = max(epochs, math.ceil(settings.min_fit_steps / steps_per_epoch))
+    epochs = max(epochs, math.ceil(min_steps / steps_per_epoch))
     model.fit(
         x,
         x,
@@ -534,10 +545,16 @@ def train_robust(inputs: NDArray[np.floating], settings: TrainSettings) -> FitRe
         "training on %d beats (%d held out for calibration)", len(fit_x), len(cal_x)
     )
 
-    screened_all = screen_beats(inputs, settings)
-    screened, cal_screened = screened_all[~held_out], screened_all[held_out]
+    screened = screen_beats(inputs, settings)[~held_out]
+    cal_screened = screen_beats(inputs, settings, lone_outliers=False)[held_out]
     first_x = fit_x[~screened]
-    first = fit_autoencoder(first_x, settings, settings.first_pass_epochs, "first pass")
+    first = fit_autoencoder(
+        first_x,
+        settings,
+        settings.first_pass_epochs,
+        "first pass",
+        settings.min_fit_steps,
+    )
     worst = robust_outliers(
         _scores(first, first_x, settings.residual_sd_floor, settings.window_z2_cap),
         settings.drop_z,
@@ -554,7 +571,9 @@ def train_robust(inputs: NDArray[np.floating], settings: TrainSettings) -> FitRe
         settings.drop_z,
         len(kept_x),
     )
-    model = fit_autoencoder(kept_x, settings, settings.epochs, "final fit")
+    model = fit_autoencoder(
+        kept_x, settings, settings.epochs, "final fit", settings.min_fit_steps
+    )
 
     residual_sd = residual_spread(
         kept_x, predict(model, kept_x), settings.residual_sd_floor
