@@ -29,7 +29,12 @@ SUBCOMMANDS: dict[str, str] = {
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the top-level parser with every subcommand that can be imported."""
-    parser = argparse.ArgumentParser(prog="beatguard", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="beatguard",
+        description="Catch abnormal heartbeats on a worn ECG device: train a "
+        "personal int8 model on a workstation, run it on a Raspberry Pi.",
+        epilog="Run 'beatguard COMMAND --help' for the options of each command.",
+    )
     parser.add_argument("--version", action="version", version=__version__)
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="more log output"
@@ -66,6 +71,16 @@ def main(argv: list[str] | None = None) -> int:
         return int(args._run(args) or 0)
     except BeatguardError as err:
         print(f"beatguard {args.command}: {err}", file=sys.stderr)
+        return 1
+    except (ValueError, OverflowError) as err:
+        # A value no check caught before it reached a library: still one line
+        # for the user; with -v the traceback is shown for a bug report.
+        if args.verbose:
+            raise
+        print(
+            f"beatguard {args.command}: invalid value: {err} (run with -v for details)",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         print(f"beatguard {args.command}: interrupted", file=sys.stderr)

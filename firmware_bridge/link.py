@@ -451,7 +451,8 @@ class SerialLink:
         self._text_hint_done = True
         log.warning(
             "%s: the board sends text, not beatguard frames; if it runs a plain "
-            "AD8232 sketch, give its sample rate to read text mode",
+            "AD8232 sketch, give its sample rate to read text mode "
+            "(beatguard run --text-fs-hz HZ, or text_fs_hz in [link])",
             self.url,
         )
 

@@ -16,6 +16,7 @@ import threading
 import time
 from pathlib import Path
 
+from beatguard.commands import finite_float
 from beatguard.device.errors import ConfigError, LinkError
 
 logger = logging.getLogger(__name__)
@@ -26,7 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--port", required=True, help="serial port or pyserial URL of the board"
     )
     parser.add_argument(
-        "--minutes", type=float, required=True, help="how much to record, minutes"
+        "--minutes",
+        type=finite_float,
+        required=True,
+        help="how much to record, minutes",
     )
     parser.add_argument(
         "--out",
@@ -38,19 +42,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baud", type=int, default=115200, help="serial speed")
     parser.add_argument(
         "--text-fs-hz",
-        type=float,
+        type=finite_float,
         default=None,
         help="read a plain-text AD8232 sketch at this sample rate (Hz)",
     )
     parser.add_argument(
         "--text-gain-counts-per-mv",
-        type=float,
+        type=finite_float,
         default=225.0,
         help="text mode: ADC counts per mV (default 225)",
     )
     parser.add_argument(
         "--text-baseline-counts",
-        type=float,
+        type=finite_float,
         default=512.0,
         help="text mode: ADC count of 0 mV (default 512)",
     )
@@ -59,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--wait-s",
-        type=float,
+        type=finite_float,
         default=30.0,
         help="give up when the port has not appeared after this many seconds",
     )

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from beatguard import bundled_record_path
+from beatguard.commands import finite_float
 from beatguard.device.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -48,13 +49,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--train-minutes",
-        type=float,
+        type=finite_float,
         default=2.0,
         help="minutes at the start used for training (default 2)",
     )
     parser.add_argument(
         "--speed",
-        type=float,
+        type=finite_float,
         default=20.0,
         help="replay this many times faster than real time (default 20)",
     )

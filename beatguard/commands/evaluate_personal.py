@@ -16,6 +16,8 @@ import logging
 import math
 from pathlib import Path
 
+from beatguard.commands import finite_float
+
 log = logging.getLogger(__name__)
 
 
@@ -23,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "records", nargs="+", metavar="RECORD", help="annotated records"
     )
-    parser.add_argument("--train-minutes", type=float, default=5.0)
+    parser.add_argument("--train-minutes", type=finite_float, default=5.0)
     parser.add_argument("--json", required=True, help="figures file to write")
     parser.add_argument(
         "--work-dir",

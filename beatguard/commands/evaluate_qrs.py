@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from beatguard.commands import finite_float
 from beatguard.device.chain import ChainConfig, beats_from_record
 from beatguard.device.errors import RecordFormatError
 from beatguard.device.evaluation import match_beats
@@ -45,13 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--channel", type=int, default=0, help="signal number (0)")
     parser.add_argument(
         "--skip-s",
-        type=float,
+        type=finite_float,
         default=300.0,
         help="seconds at the start not scored (300, the EC57 convention)",
     )
     parser.add_argument(
         "--tolerance-s",
-        type=float,
+        type=finite_float,
         default=0.15,
         help="largest distance of a match in seconds (0.15)",
     )
@@ -60,13 +61,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--resample-hz",
-        type=float,
+        type=finite_float,
         metavar="HZ",
         help="resample the records (and annotations) to this rate first",
     )
     parser.add_argument(
         "--notch",
-        type=float,
+        type=finite_float,
         choices=(50.0, 60.0),
         help="run the chain with a mains notch at 50 or 60 Hz",
     )

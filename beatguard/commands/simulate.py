@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 
+from beatguard.commands import finite_float
 from beatguard.device.errors import BeatguardError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -36,13 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("record", help="WFDB record (e.g. ../shared/data/mitdb/106)")
     parser.add_argument("--channel", type=int, default=0, help="signal number")
     parser.add_argument(
-        "--start-minute", type=float, default=0.0, help="replay from this minute"
+        "--start-minute", type=finite_float, default=0.0, help="replay from this minute"
     )
     parser.add_argument(
-        "--minutes", type=float, default=None, help="replay this many minutes"
+        "--minutes", type=finite_float, default=None, help="replay this many minutes"
     )
     parser.add_argument(
-        "--speed", type=float, default=1.0, help="times faster than real time"
+        "--speed", type=finite_float, default=1.0, help="times faster than real time"
     )
     parser.add_argument(
         "--text",
@@ -63,9 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baud", type=int, default=115200, help="line speed of --port")
     faults = parser.add_argument_group("faults")
     faults.add_argument(
-        "--corrupt-rate", type=float, default=0.0, help="probability per byte"
+        "--corrupt-rate", type=finite_float, default=0.0, help="probability per byte"
     )
-    faults.add_argument("--drop-rate", type=float, default=0.0, help="per byte")
+    faults.add_argument("--drop-rate", type=finite_float, default=0.0, help="per byte")
     faults.add_argument(
         "--leads-off",
         type=_interval,
@@ -80,12 +81,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     outages.add_argument(
         "--disconnect-every",
-        type=float,
+        type=finite_float,
         metavar="S",
         help="a port outage every S seconds of record time",
     )
     faults.add_argument(
-        "--outage-s", type=float, default=1.0, help="wall seconds each outage lasts"
+        "--outage-s",
+        type=finite_float,
+        default=1.0,
+        help="wall seconds each outage lasts",
     )
     faults.add_argument(
         "--outage-pauses-record",

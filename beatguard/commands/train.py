@@ -11,13 +11,17 @@ from __future__ import annotations
 import argparse
 import json
 
+from beatguard.commands import finite_float
 from beatguard.device.errors import ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("records", nargs="+", metavar="RECORD", help="record paths")
     parser.add_argument(
-        "--minutes", type=float, default=5.0, help="training minutes from each start"
+        "--minutes",
+        type=finite_float,
+        default=5.0,
+        help="training minutes from each start",
     )
     parser.add_argument("--out", required=True, help="run folder to write")
     parser.add_argument("--epochs", type=int, default=None, help="final-fit epochs")
@@ -27,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument(
         "--false-alarm-rate",
-        type=float,
+        type=finite_float,
         default=None,
         help="target share of normal beats above the threshold",
     )
@@ -39,18 +43,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--fs-hz",
-        type=float,
+        type=finite_float,
         default=None,
         help="sample rate of CSV captures or UCR files that do not state one",
     )
     parser.add_argument(
         "--gain",
-        type=float,
+        type=finite_float,
         default=None,
         help="CSV/UCR values per millivolt (default: values are millivolts)",
     )
     parser.add_argument(
-        "--baseline", type=float, default=None, help="CSV/UCR value of 0 mV"
+        "--baseline", type=finite_float, default=None, help="CSV/UCR value of 0 mV"
     )
 
 
