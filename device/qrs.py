@@ -127,6 +127,12 @@ class DetectorSettings:
         QRS peaks, noise peaks and RR intervals remembered.
     search_back_limit_s : float
         No search-back reaches further than this after the last QRS.
+    min_energy : float
+        No QRS below this energy, in (mV/s)^2, whatever the adaptive
+        thresholds say. A constant or dead input leaves only rounding
+        residue in the filters (about 1e-14 mV, whose last bits differ
+        between CPU architectures); the weakest QRS accepted on the noisy,
+        low-voltage MIT-BIH record 108 has an energy near 6.
     """
 
     band_hz: tuple[float, float] = (5.0, 15.0)
@@ -149,6 +155,7 @@ class DetectorSettings:
     rr_max_s: float = 3.0
     memory_beats: int = 8
     search_back_limit_s: float = 10.0
+    min_energy: float = 0.01
 
 
 class QRSDetector:
@@ -403,7 +410,7 @@ class QRSDetector:
         since = None if self._last_qrs is None else c.index - self._last_qrs
         if since is not None and since < self._refractory:
             return None
-        if c.energy > self._threshold():
+        if c.energy > max(self._threshold(), self.settings.min_energy):
             is_t_wave = (
                 since is not None
                 and since < self._t_wave_window()
@@ -442,7 +449,10 @@ class QRSDetector:
         return self._accept(best, max(confirmed_at, best.index + self._half), True)
 
     def _best_since_qrs(self, deadline: int) -> _Candidate | None:
-        floor = self.settings.search_back_ratio * self._threshold()
+        floor = max(
+            self.settings.search_back_ratio * self._threshold(),
+            self.settings.min_energy,
+        )
         best = None
         for c in self._noise_since_qrs:
             if c.index >= deadline or c.energy <= floor:
