@@ -4,10 +4,13 @@ Each run starts ``beatguard simulate`` on MIT-BIH record 106 (minutes 5 to
 10, 20 times faster than real time) and ``beatguard run`` on its
 pseudo-terminal as real processes, waits for the runtime to finish at the
 end of the replay, and reads the runtime's peak resident set size from the
-kernel (``os.wait4``'s ``ru_maxrss``). The baseline, measured the same way
-in the same run, is a Python process that only imports TensorFlow: what a
-device pays before scoring a single beat if it runs the Keras model or
-TensorFlow's own TFLite interpreter instead of ``ai-edge-litert``.
+kernel: ``VmHWM`` of ``/proc/self/status``, written by the process itself
+as it exits (``ru_maxrss`` from ``wait4`` would also count the pages the
+child shared with this benchmark's own process before ``exec``). The
+baseline, measured the same way in the same run, is a Python process that
+only imports TensorFlow: what a device pays before scoring a single beat
+if it runs the Keras model or TensorFlow's own TFLite interpreter instead
+of ``ai-edge-litert``.
 
 The model bundle is the one the alert-latency benchmark trains on the
 record's first 5 minutes (made once, kept in ``benchmarks/out/``).
@@ -30,6 +33,21 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 RECORD = REPO.parent / "shared" / "data" / "mitdb" / "106"
 CLI = [sys.executable, "-m", "beatguard.cli"]
+# Runs a Python module or snippet and, at exit, writes this process's peak
+# resident set size (VmHWM, kB) to the file named by $BEATGUARD_PEAK_FILE.
+PEAK_WRAPPER = (
+    "import atexit, os, runpy, sys\n"
+    "def _peak():\n"
+    "    for line in open('/proc/self/status'):\n"
+    "        if line.startswith('VmHWM:'):\n"
+    "            open(os.environ['BEATGUARD_PEAK_FILE'], 'w').write(line.split()[1])\n"
+    "atexit.register(_peak)\n"
+    "sys.argv = sys.argv[1:]\n"
+    "if sys.argv[0] == '-c':\n"
+    "    exec(sys.argv[1])\n"
+    "else:\n"
+    "    sys.exit(runpy.run_module(sys.argv[0], run_name='__main__'))\n"
+)
 
 
 def _bundle() -> Path:
@@ -39,12 +57,16 @@ def _bundle() -> Path:
     return model_bundle(None)
 
 
-def _peak_rss_mb(argv: list[str], **popen) -> tuple[float, int]:
-    """Run ``argv`` to its end; its peak RSS in MB and its exit status."""
-    proc = subprocess.Popen(argv, **popen)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return usage.ru_maxrss / 1024.0, proc.returncode
+def _peak_rss_mb(python_args: list[str], **popen) -> tuple[float, int]:
+    """Run ``python PYTHON_ARGS`` to its end; its peak RSS in MB and status."""
+    with tempfile.NamedTemporaryFile("r", suffix=".peak") as peak:
+        env = {**os.environ, "BEATGUARD_PEAK_FILE": peak.name}
+        argv = [sys.executable, "-c", PEAK_WRAPPER, *python_args]
+        code = subprocess.run(argv, env=env, **popen).returncode
+        text = peak.read().strip()
+    if not text:
+        raise RuntimeError(f"no peak memory reported by {python_args}")
+    return int(text) / 1024.0, code
 
 
 def runtime_peak_mb(bundle: Path, folder: Path) -> float:
@@ -60,7 +82,7 @@ def runtime_peak_mb(bundle: Path, folder: Path) -> float:
         port = sim.stdout.readline().strip()
         events = folder / f"events-{os.getpid()}-{len(list(folder.iterdir()))}.sqlite"
         peak_mb, code = _peak_rss_mb(
-            [*CLI, "run", "--port", port, "--model", str(bundle)]
+            ["beatguard.cli", "run", "--port", port, "--model", str(bundle)]
             + ["--events", str(events), "--no-reconnect", "--no-buzzer"]
             + ["--no-status"],
             stdout=subprocess.DEVNULL,
@@ -76,7 +98,7 @@ def runtime_peak_mb(bundle: Path, folder: Path) -> float:
 
 def tensorflow_import_peak_mb() -> float:
     peak_mb, code = _peak_rss_mb(
-        [sys.executable, "-c", "import tensorflow"],
+        ["-c", "import tensorflow"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
