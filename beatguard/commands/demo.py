@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -192,24 +191,19 @@ def _simulate_and_run(
 
 
 def _beats(events_path: Path, session: int) -> dict[str, np.ndarray]:
-    with sqlite3.connect(events_path) as db:
-        rows = db.execute(
-            "SELECT sample, score, anomalous, rr_before_s FROM beats "
-            "WHERE session = ? ORDER BY sample",
-            (session,),
-        ).fetchall()
-        alerts = db.execute(
-            "SELECT kind, sample, message FROM alerts WHERE session = ? "
-            "ORDER BY sample",
-            (session,),
-        ).fetchall()
-    table = np.array(rows, dtype=np.float64).reshape(-1, 4)
+    from beatguard.device.eventlog import read_beats, read_table
+
+    rows = sorted(read_beats(events_path, session), key=lambda r: r["sample"])
+    alerts = read_table(events_path, "alerts", session)
     return {
-        "sample": table[:, 0].astype(np.int64),
-        "score": table[:, 1],
-        "anomalous": table[:, 2].astype(bool),
-        "rr_s": table[:, 3],
-        "alerts": alerts,
+        "sample": np.array([r["sample"] for r in rows], np.int64),
+        "score": np.array([r["score"] for r in rows], np.float64),
+        "anomalous": np.array([bool(r["anomalous"]) for r in rows], bool),
+        "rr_s": np.array(
+            [np.nan if r["rr_before_s"] is None else r["rr_before_s"] for r in rows],
+            np.float64,
+        ),
+        "alerts": [(a["kind"], a["sample"], a["message"]) for a in alerts],
     }
 
 
