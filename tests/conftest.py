@@ -13,6 +13,21 @@ SHARED_DATA = Path(
 )
 MITDB = SHARED_DATA / "mitdb"
 ECG5000 = SHARED_DATA / "ecg5000" / "ECG5000_TRAIN.txt"
+#: How many times longer than on a native machine a test may wait for a
+#: process or a link event: 1 here, set by the ARM check under emulation
+#: (10 to 300 times slower). Only waits for something that must happen are
+#: stretched; a "nothing happens within t" check keeps its t.
+TIME_SCALE = float(os.environ.get("BEATGUARD_TIME_SCALE", "1"))
+
+
+@pytest.fixture(scope="session")
+def scaled():
+    """``scaled(seconds)``: an upper bound on a wait, times ``TIME_SCALE``."""
+
+    def _scaled(seconds: float) -> float:
+        return seconds * TIME_SCALE
+
+    return _scaled
 
 
 @pytest.fixture(scope="session")

@@ -3,8 +3,9 @@
 # qemu-user against the same work done here on x86_64.
 #
 # Steps (each one prints its wall time; a failed step is reported and the
-# others still run, so one run shows every problem; the exit status is 1):
+# others still run, so one run shows every problem):
 #   1. the arm64 root (arm_root.sh build: built once per machine, then reused)
+#      and a probe that an aarch64 program runs in it
 #   2. x86_64 reference: a model bundle (trained and converted here, kept in
 #      the output folder), a fixed set of beats of record 106 cut by the
 #      signal chain, their int8 scores with ai-edge-litert and with
@@ -14,32 +15,50 @@
 #      the TensorFlow-free tests, the same beats scored with ai-edge-litert
 #      and (second venv in the root) tflite-runtime 2.14 with numpy<2, and
 #      the same one-minute pseudo-terminal run
-#   4. comparison: ai-edge-litert scores byte for byte; tflite-runtime scores
-#      byte for byte, a difference of at most BEATGUARD_ARM_LEGACY_LSB int8
-#      steps with no label changed being reported and tolerated; the logged
-#      beats, labels and alerts of the two pseudo-terminal runs equal
+#   4. comparison, like with like (fixed_beats.py compare): aarch64
+#      ai-edge-litert against x86_64 ai-edge-litert, aarch64 tflite-runtime
+#      against x86_64 tflite-runtime, each with the interpreter's default
+#      options (the device's Scorer), the same version and the same ops
+#      delegated on both sides; the scores must be equal byte for byte, with
+#      no tolerance. The logged beats, labels and alerts of the two
+#      pseudo-terminal runs must be equal.
 #
 # Environment:
 #   BEATGUARD_ARM_ROOT     where the root is cached (see arm_root.sh)
 #   BEATGUARD_ARM_OUT      output folder (default build/arm-check)
 #   BEATGUARD_SHARED_DATA  the ECG data (default ../shared/data)
 #   BEATGUARD_QEMU_CPU     emulated CPU model (default cortex-a72, a Pi 4)
-#   BEATGUARD_ARM_LEGACY_LSB  int8 steps tolerated for tflite-runtime (default 1)
 #   BEATGUARD_LEGACY_VENV  the x86_64 tflite-runtime venv (default beside
 #                          the root: /var/cache/beatguard/legacy-tflite-x86_64)
+#   BEATGUARD_TIME_SCALE   set inside the root for the tests (default 30):
+#                          how much longer tests that wait for a process or a
+#                          link event may wait under emulation
 #
 # Usage: arm_check.sh [ONLY]   with ONLY, run just the steps whose name
 # contains it (e.g. "aarch64: TensorFlow-free tests"); the root step always runs.
 #
-# Exit status: 0 all equal, 1 a check failed, 2 the root could not be built.
+# Exit status:
+#   0   every step passed: scores byte-equal, runs equal, tests passed
+#   1   a check failed (a score or run difference, a failing test)
+#   77  this machine cannot run the check (not root, no ECG data, no arm64
+#       emulation, or the root cannot be built): one line says why; nothing
+#       was compared. CI treats 77 as skipped, not passed.
 set -euo pipefail
 ONLY=${1:-}
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 OUT=${BEATGUARD_ARM_OUT:-$REPO/build/arm-check}
+SKIP=77
+# cannot_run REASON: this machine cannot run the check; exit as skipped.
+cannot_run() {
+    echo "arm-check: SKIPPED, this machine cannot run the ARM check: $*" >&2
+    exit $SKIP
+}
+[ "$(id -u)" = 0 ] || cannot_run "it needs root (debootstrap, chroot, mount)"
 SHARED_DATA=$(cd "${BEATGUARD_SHARED_DATA:-$REPO/../shared/data}" 2>/dev/null && pwd) \
-    || { echo "arm-check: error: no ECG data at ${BEATGUARD_SHARED_DATA:-$REPO/../shared/data}" >&2; exit 1; }
+    || cannot_run "no ECG data at ${BEATGUARD_SHARED_DATA:-$REPO/../shared/data}"
+[ -e "$SHARED_DATA/mitdb/106.dat" ] || cannot_run "no record 106 in $SHARED_DATA/mitdb"
 ARM_ROOT=${BEATGUARD_ARM_ROOT:-/var/cache/beatguard/arm64-bookworm}
 export BEATGUARD_ARM_ROOT=$ARM_ROOT
 HOST_PY=${BEATGUARD_HOST_PYTHON:-$REPO/.venv/bin/python}
@@ -50,11 +69,10 @@ ARM_VENV=/opt/beatguard/venv
 ARM_LEGACY=/opt/beatguard/legacy
 RECORD=106
 PTY_SECONDS=${BEATGUARD_ARM_PTY_SECONDS:-60}
-# tflite-runtime 2.14's int8 FULLY_CONNECTED kernel rounds differently on
-# x86_64 and aarch64: the last layer's outputs differ by one int8 step in
-# 0.1% to 1.2% of values, depending on the model (measured here). The check reports that difference and passes when it
-# stays within this many steps and no beat changes label; 0 demands bytes.
-LEGACY_LSB=${BEATGUARD_ARM_LEGACY_LSB:-1}
+TIME_SCALE=${BEATGUARD_TIME_SCALE:-30}
+# Set when pip cannot install tflite-runtime 2.14 on one side: its
+# comparison is then not made, and the summary says so.
+LEGACY_MISSING=""
 
 mkdir -p "$OUT"
 rm -f "$OUT/verdicts.txt"
@@ -88,17 +106,19 @@ step() {
 # The tests use the x86_64 bundle (training needs TensorFlow, absent here).
 in_arm() {
     BEATGUARD_ARM_ENV="BEATGUARD_SHARED_DATA=/shared/data BEATGUARD_EXPECT_EMULATION=1
-        BEATGUARD_TEST_BUNDLE_106=/out/bundle" \
+        BEATGUARD_TEST_BUNDLE_106=/out/bundle BEATGUARD_TIME_SCALE=$TIME_SCALE" \
         bash "$HERE/arm_root.sh" run \
         --bind "$REPO:/src" --bind "$SHARED_DATA:/shared/data" --bind "$OUT:/out" \
         -- "$@"
 }
 
+# Every failure to build the root is the machine's (host tools, binfmt,
+# network, the package registry): the check is skipped, loudly.
 build_root() {
-    bash "$HERE/arm_root.sh" build || {
-        echo "arm-check: error: the arm64 root at $ARM_ROOT could not be built" >&2
-        exit 2
-    }
+    bash "$HERE/arm_root.sh" build \
+        || cannot_run "the arm64 root at $ARM_ROOT could not be built (see the lines above)"
+    in_arm /bin/true \
+        || cannot_run "aarch64 programs do not run in the root at $ARM_ROOT under qemu-user"
 }
 
 x86_bundle() {
@@ -111,19 +131,44 @@ x86_beats() {
         --record "$RECORD" --bundle "$OUT/bundle" --out "$OUT/beats-$RECORD.npz"
 }
 
-# score PYTHON INTERPRETER OUTFILE [OUT-prefix]
+# score PYTHON INTERPRETER OUTFILE
 x86_score() {
+    legacy_present "$2" || return 0
     "$1" "$HERE/fixed_beats.py" score --bundle "$OUT/bundle" \
         --beats "$OUT/beats-$RECORD.npz" --interpreter "$2" --out "$OUT/$3"
 }
 
 arm_score() {
+    legacy_present "$2" || return 0
     in_arm "$1/bin/python" /src/benchmarks/arm/fixed_beats.py score \
         --bundle /out/bundle --beats "/out/beats-$RECORD.npz" \
         --interpreter "$2" --out "/out/$3"
 }
 
-x86_legacy_env() { bash "$REPO/benchmarks/legacy_tflite.sh" "$LEGACY_X86"; }
+# legacy_env CMD...: make a legacy environment; pip's exit 3 (tflite-runtime
+# 2.14 has no wheel for this Python or glibc) is said plainly and leaves the
+# tflite-runtime comparison out, as the check cannot make it.
+legacy_env() {
+    local rc=0
+    "$@" || rc=$?
+    if [ $rc -eq 3 ]; then
+        LEGACY_MISSING="tflite-runtime 2.14 cannot be installed by pip on ${LEGACY_SIDE}"
+        printf 'arm-check: %s; its comparison is not made\n' "$LEGACY_MISSING" >&2
+        return 0
+    fi
+    return $rc
+}
+
+legacy_present() {
+    [ "$1" != tflite-runtime ] || [ -z "$LEGACY_MISSING" ] || {
+        log "not scored: $LEGACY_MISSING"
+        return 1
+    }
+}
+
+x86_legacy_env() {
+    LEGACY_SIDE=x86_64 legacy_env bash "$REPO/benchmarks/legacy_tflite.sh" "$LEGACY_X86"
+}
 
 arm_install() {
     in_arm bash -c "set -e
@@ -136,7 +181,9 @@ arm_install() {
 }
 
 arm_legacy_env() {
-    in_arm bash /src/benchmarks/legacy_tflite.sh --python /usr/bin/python3 "$ARM_LEGACY"
+    [ -z "$LEGACY_MISSING" ] || return 0
+    LEGACY_SIDE=aarch64 legacy_env \
+        in_arm bash /src/benchmarks/legacy_tflite.sh --python /usr/bin/python3 "$ARM_LEGACY"
 }
 
 # The tests that need no TensorFlow: the device and the serial link, and
@@ -167,16 +214,20 @@ arm_pty_run() {
         --bundle /out/bundle --out /out/pty-aarch64.json
 }
 
-compare_scores() {  # A B [TOLERATED-LSB]
+compare_scores() {  # A B
+    if [[ "$1" == *tflite-runtime* ]] && [ -n "$LEGACY_MISSING" ]; then
+        echo "NOT COMPARED: $LEGACY_MISSING" >>"$OUT/verdicts.txt"
+        return 0
+    fi
     "$HOST_PY" "$HERE/fixed_beats.py" compare "$OUT/$1" "$OUT/$2" \
-        --bundle "$OUT/bundle" --tolerate-lsb "${3:-0}" --verdicts "$OUT/verdicts.txt"
+        --bundle "$OUT/bundle" --verdicts "$OUT/verdicts.txt"
 }
 
 compare_pty() { "$HOST_PY" "$HERE/pty_run.py" compare "$OUT/pty-x86_64.json" "$OUT/pty-aarch64.json"; }
 
 # One check at a time per root: the root's environments are shared state.
-mkdir -p "$(dirname "$ARM_ROOT")"
-exec 9>"$ARM_ROOT.lock"
+mkdir -p "$(dirname "$ARM_ROOT")" 2>/dev/null && { exec 9>"$ARM_ROOT.lock"; } 2>/dev/null \
+    || cannot_run "cannot write beside the root at $ARM_ROOT"
 flock -n 9 || { log "another arm-check holds $ARM_ROOT.lock; waiting"; flock 9; }
 
 ONLY_SAVED=$ONLY ONLY=""
@@ -195,7 +246,7 @@ step "aarch64: legacy venv (tflite-runtime 2.14)" arm_legacy_env
 step "aarch64: scores, tflite-runtime 2.14" arm_score "$ARM_LEGACY" tflite-runtime scores-aarch64-tflite-runtime.bin
 step "aarch64: one minute on a pty" arm_pty_run
 step "compare: ai-edge-litert aarch64 = x86_64" compare_scores scores-x86_64-ai-edge-litert.bin scores-aarch64-ai-edge-litert.bin
-step "compare: tflite-runtime aarch64 vs x86_64" compare_scores scores-x86_64-tflite-runtime.bin scores-aarch64-tflite-runtime.bin "$LEGACY_LSB"
+step "compare: tflite-runtime aarch64 = x86_64" compare_scores scores-x86_64-tflite-runtime.bin scores-aarch64-tflite-runtime.bin
 step "compare: pty run aarch64 = x86_64" compare_pty
 
 if [ -n "$ONLY" ]; then

@@ -12,8 +12,18 @@ This script does each part, so both machines run the same code::
 
 Scores are written as raw little-endian float64 (``.bin``, 8 bytes a beat),
 the model's dequantized int8 reconstructions beside them (``.recon.bin``),
-and the scores as text (``.hex``: beat index, R-peak sample, the 8 bytes in
-hex, the value), so a difference can be read without tools.
+the scores as text (``.hex``: beat index, R-peak sample, the 8 bytes in
+hex, the value), so a difference can be read without tools, and what ran
+(``.kernels.json``: machine, interpreter and its version, numpy, and the
+ops its default delegate, XNNPACK, took over) with every op's int8 outputs
+under the interpreter's built-in kernels (``.ops.npz``).
+
+Like is compared with like: two score files are compared only when the same
+interpreter version ran them with the same ops delegated; otherwise the
+comparison fails and says what differs. When the bytes differ, the verdict
+names the first op (in execution order) whose int8 outputs differ while
+every op before it agrees, and by how many int8 steps. There is no
+tolerance: any difference fails.
 
 The beats are cut on x86_64 only and carried to the other machine in the
 ``.npz`` file: the comparison is about the interpreter and its int8
@@ -23,6 +33,7 @@ kernels, not the signal chain (the pseudo-terminal run compares the chain).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import platform
 import subprocess
@@ -169,6 +180,160 @@ def score_beats(bundle_dir: Path, beats: list, interpreter: str) -> tuple:
     return np.asarray(scores, np.float64), recon
 
 
+def kernel_record(bundle_dir: Path, interpreter: str) -> dict:
+    """Which interpreter, version and kernels score on this machine.
+
+    Parameters
+    ----------
+    bundle_dir : Path
+    interpreter : str
+        As for :class:`~beatguard.device.scorer.Scorer`.
+
+    Returns
+    -------
+    dict
+        ``machine``, ``interpreter``, ``version`` (of the interpreter's
+        package), ``numpy``, and ``delegated_ops``: the built-in ops, in
+        execution order as ``"index NAME"``, that the interpreter's default
+        delegate replaced when the model was opened with default options
+        (the options the device's ``Scorer`` uses).
+    """
+    from beatguard.device.bundle import load_bundle
+    from beatguard.device.scorer import interpreter_class
+
+    name, cls = interpreter_class(interpreter)
+    model = str(load_bundle(bundle_dir).model_path)
+    interp = cls(model_path=model, num_threads=1)
+    interp.allocate_tensors()
+    # _get_ops_details is the interpreters' own (underscored) listing of
+    # nodes; both ai-edge-litert and tflite-runtime provide it.
+    ops = interp._get_ops_details()
+    delegate_outputs = {
+        int(t) for op in ops if op["op_name"] == "DELEGATE" for t in op["outputs"]
+    }
+    delegated = [
+        f"{op['index']} {op['op_name']}"
+        for op in ops
+        if op["op_name"] != "DELEGATE"
+        and set(int(t) for t in op["outputs"]) <= delegate_outputs
+    ]
+    return {
+        "machine": platform.machine(),
+        "interpreter": name,
+        "version": _package_version(name),
+        "numpy": np.__version__,
+        "delegated_ops": delegated,
+    }
+
+
+def _package_version(name: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def op_outputs(
+    bundle_dir: Path, beats: list, interpreter: str
+) -> dict[str, NDArray[np.int8]]:
+    """Every op's int8 outputs for each beat, under the built-in kernels.
+
+    The model is opened without the default delegate and with every tensor
+    preserved, so each op's output can be read after ``invoke()``. For ops
+    that the default delegate takes over on the scoring path, these are the
+    built-in kernel's outputs, not the delegate's (the caller says so).
+
+    Parameters
+    ----------
+    bundle_dir : Path
+    beats : list of Beat
+    interpreter : str
+        As for :class:`~beatguard.device.scorer.Scorer`.
+
+    Returns
+    -------
+    dict[str, NDArray]
+        Keyed ``"index NAME output-tensor"`` in execution order; each value
+        has shape (n_beats, *tensor shape) and the tensor's dtype.
+    """
+    from beatguard.device.bundle import beats_to_inputs, load_bundle
+    from beatguard.device.scorer import interpreter_class
+
+    bundle = load_bundle(bundle_dir)
+    _, cls = interpreter_class(interpreter)
+    resolver = sys.modules[cls.__module__].OpResolverType
+    interp = cls(
+        model_path=str(bundle.model_path),
+        num_threads=1,
+        experimental_op_resolver_type=resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        experimental_preserve_all_tensors=True,
+    )
+    interp.allocate_tensors()
+    ops = interp._get_ops_details()
+    keys = [
+        (f"{op['index']} {op['op_name']} {int(t)}", int(t))
+        for op in ops
+        for t in op["outputs"]
+    ]
+    quantized = bundle.input_quantization.quantize(
+        beats_to_inputs(beats, bundle.prematurity)
+    )
+    in_index = interp.get_input_details()[0]["index"]
+    per_op: dict[str, list] = {key: [] for key, _ in keys}
+    for i in range(quantized.shape[0]):
+        interp.reset_all_variables()
+        interp.set_tensor(in_index, quantized[i : i + 1])
+        interp.invoke()
+        for key, tensor in keys:
+            per_op[key].append(interp.get_tensor(tensor).copy())
+    return {key: np.stack(values) for key, values in per_op.items()}
+
+
+def first_differing_op(
+    ops_a: dict[str, NDArray], ops_b: dict[str, NDArray]
+) -> dict | None:
+    """The first op, in execution order, whose outputs differ.
+
+    Parameters
+    ----------
+    ops_a, ops_b : dict[str, NDArray]
+        :func:`op_outputs` of the same model and beats on two machines.
+
+    Returns
+    -------
+    dict or None
+        ``op`` (``"index NAME output-tensor"``), ``values_differing``,
+        ``values``, ``beats_differing``, ``max_steps`` (largest difference in
+        the tensor's integer steps); None when every op's outputs are equal.
+
+    Raises
+    ------
+    ValueError
+        When the two dumps do not list the same ops.
+    """
+    if list(ops_a) != list(ops_b):
+        raise ValueError(f"different op lists: {list(ops_a)} vs {list(ops_b)}")
+    for key in ops_a:
+        a = ops_a[key].astype(np.int64)
+        b = ops_b[key].astype(np.int64)
+        if a.shape != b.shape:
+            raise ValueError(f"op {key}: shapes {a.shape} and {b.shape}")
+        diff = np.abs(a - b)
+        if diff.any():
+            return {
+                "op": key,
+                "values_differing": int(np.count_nonzero(diff)),
+                "values": int(diff.size),
+                "beats_differing": int(
+                    np.count_nonzero(diff.reshape(diff.shape[0], -1).any(axis=1))
+                ),
+                "max_steps": int(diff.max()),
+            }
+    return None
+
+
 def write_scores(
     out: Path, scores: NDArray, reconstructions: NDArray, r_samples
 ) -> None:
@@ -245,10 +410,18 @@ def _cmd_score(args: argparse.Namespace) -> int:
     beats = load_beats(args.beats)
     scores, recon = score_beats(args.bundle, beats, args.interpreter)
     write_scores(args.out, scores, recon, [b.sample for b in beats])
+    kernels = kernel_record(args.bundle, args.interpreter)
+    args.out.with_suffix(".kernels.json").write_text(json.dumps(kernels, indent=1))
+    np.savez(
+        args.out.with_suffix(".ops.npz"),
+        **op_outputs(args.bundle, beats, args.interpreter),
+    )
     log.info(
-        "%s on %s: %d scores, median %.6g, %d above threshold -> %s",
-        args.interpreter,
+        "%s %s on %s (delegated: %s): %d scores, median %.6g, %d above threshold -> %s",
+        kernels["interpreter"],
+        kernels["version"],
         platform.machine(),
+        ", ".join(kernels["delegated_ops"]) or "none",
         len(scores),
         float(np.median(scores)),
         int(np.sum(scores > _threshold(args.bundle))),
@@ -300,9 +473,48 @@ def int8_difference(
     }
 
 
-def _int8_verdict(
-    args: argparse.Namespace, n_differing: int, n: int, pair: str
-) -> tuple[str, int]:
+def _kernels(path: Path) -> dict | None:
+    meta = path.with_suffix(".kernels.json")
+    return json.loads(meta.read_text()) if meta.exists() else None
+
+
+def like_for_like(a: dict | None, b: dict | None) -> list[str]:
+    """Why two score files do not come from the same interpreter and kernels.
+
+    Parameters
+    ----------
+    a, b : dict or None
+        :func:`kernel_record` of each side (None when it was not written).
+
+    Returns
+    -------
+    list[str]
+        One line per difference in interpreter, its version, or the ops its
+        default delegate took over; empty when the two sides match.
+    """
+    if a is None or b is None:
+        return ["a side has no .kernels.json: cannot tell what ran it"]
+    problems = []
+    for field in ("interpreter", "version", "delegated_ops"):
+        if a[field] != b[field]:
+            problems.append(
+                f"{field}: {a[field]} on {a['machine']}, {b[field]} on {b['machine']}"
+            )
+    return problems
+
+
+def _describe(kernels: dict | None) -> str:
+    if kernels is None:
+        return "kernels unknown"
+    delegated = ", ".join(k.split(" ", 1)[1] for k in kernels["delegated_ops"])
+    return (
+        f"{kernels['interpreter']} {kernels['version']}, numpy "
+        f"{kernels['numpy']}, default delegate took: {delegated or 'no op'}"
+    )
+
+
+def _difference_verdict(args: argparse.Namespace, n_differing: int, n: int) -> str:
+    """The plain account of a byte difference: int8 outputs, labels, op."""
     from beatguard.device.bundle import load_bundle
 
     bundle = load_bundle(args.bundle)
@@ -310,33 +522,53 @@ def _int8_verdict(
         args.a, args.b, bundle.output_quantization.scale, bundle.threshold
     )
     verdict = (
-        f"NOT BYTE-EQUAL: {n_differing} of {n} scores differ, {pair}; "
-        f"{diff['values_differing']} of {diff['values']} int8 outputs differ, "
-        f"by at most {diff['max_lsb']} LSB; {diff['label_flips']} labels "
-        f"differ; largest relative score difference "
+        f"{n_differing} of {n} scores differ; {diff['values_differing']} of "
+        f"{diff['values']} int8 outputs differ, by at most {diff['max_lsb']} LSB; "
+        f"{diff['label_flips']} labels differ; largest relative score difference "
         f"{diff['max_rel_score_diff']:.2g}"
     )
-    within = (
-        args.tolerate_lsb > 0
-        and diff["max_lsb"] <= args.tolerate_lsb
-        and diff["label_flips"] == 0
-    )
-    if within:
-        verdict += f" (tolerated: at most {args.tolerate_lsb} LSB, same labels)"
-    return verdict, 0 if within else 1
+    ops_a, ops_b = args.a.with_suffix(".ops.npz"), args.b.with_suffix(".ops.npz")
+    if ops_a.exists() and ops_b.exists():
+        with np.load(ops_a) as za, np.load(ops_b) as zb:
+            first = first_differing_op(dict(za), dict(zb))
+        kernels = _kernels(args.a) or {"delegated_ops": []}
+        if first is None:
+            verdict += (
+                "; under the built-in kernels every op agrees, so the difference "
+                "is in a delegated op"
+            )
+        else:
+            index_name = first["op"].rsplit(" ", 1)[0]
+            path = (
+                "delegated on the scoring path; measured with the built-in kernel"
+                if index_name in kernels["delegated_ops"]
+                else "same kernel as the scoring path"
+            )
+            verdict += (
+                f"; first op whose int8 outputs differ, all ops before it "
+                f"equal: {index_name} ({path}): {first['values_differing']} of "
+                f"{first['values']} values in {first['beats_differing']} beats, "
+                f"by at most {first['max_steps']} steps"
+            )
+    return verdict
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     n, differing = compare_scores(args.a, args.b)
     pair = f"{args.a.name} vs {args.b.name}"
+    kernels_a, kernels_b = _kernels(args.a), _kernels(args.b)
+    unlike = like_for_like(kernels_a, kernels_b)
+    status = 1 if differing or unlike else 0
     if not differing:
-        verdict = f"BYTE-EQUAL: {n} of {n} scores, {pair}"
-        status = 0
-    elif args.bundle is None:
-        verdict = f"NOT BYTE-EQUAL: {len(differing)} of {n} scores differ, {pair}"
-        status = 1
+        verdict = f"BYTE-EQUAL: {n} of {n} scores, {pair} ({_describe(kernels_a)})"
     else:
-        verdict, status = _int8_verdict(args, len(differing), n, pair)
+        verdict = f"NOT BYTE-EQUAL: {pair} ({_describe(kernels_a)}): " + (
+            _difference_verdict(args, len(differing), n)
+            if args.bundle is not None
+            else f"{len(differing)} of {n} scores differ"
+        )
+    if unlike:
+        verdict += "; NOT LIKE FOR LIKE: " + "; ".join(unlike)
     (log.info if status == 0 else log.error)("%s", verdict)
     if args.verdicts:
         with args.verdicts.open("a") as fh:
@@ -368,13 +600,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("b", type=Path)
     p.add_argument(
         "--bundle", type=Path, help="bundle, to measure a difference in int8 steps"
-    )
-    p.add_argument(
-        "--tolerate-lsb",
-        type=int,
-        default=0,
-        help="exit 0 when int8 outputs differ by at most this many steps and no "
-        "label differs (the difference is still reported); default 0: bytes",
     )
     p.add_argument("--verdicts", type=Path, help="append the one-line result here")
     p.set_defaults(func=_cmd_compare)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -62,6 +63,120 @@ def test_written_scores_keep_their_bytes_and_hex_text(tmp_path):
     assert out.with_suffix(".recon.bin").read_bytes() == recon.astype("<f8").tobytes()
     second = out.with_suffix(".hex").read_text().splitlines()[1].split()
     assert second[:3] == ["1", "400", np.array([1.0 / 3.0], "<f8").tobytes().hex()]
+
+
+def _kernels(machine: str, **changes) -> dict:
+    record = {
+        "machine": machine,
+        "interpreter": "tflite-runtime",
+        "version": "2.14.0",
+        "numpy": "1.26.4",
+        "delegated_ops": [],
+    }
+    return {**record, **changes}
+
+
+def _with_kernels(path: Path, kernels: dict) -> Path:
+    path.with_suffix(".kernels.json").write_text(json.dumps(kernels))
+    return path
+
+
+def test_equal_bytes_from_like_kernels_pass(tmp_path):
+    scores = np.linspace(0.1, 9.0, 600)
+    a = _with_kernels(_scores_file(tmp_path / "a.bin", scores), _kernels("x86_64"))
+    b = _with_kernels(_scores_file(tmp_path / "b.bin", scores), _kernels("aarch64"))
+    assert fixed_beats.main(["compare", str(a), str(b)]) == 0
+
+
+def test_equal_bytes_from_unlike_kernels_fail_and_say_what_differs(tmp_path, caplog):
+    scores = np.linspace(0.1, 9.0, 600)
+    x86 = _kernels("x86_64", delegated_ops=["5 FULLY_CONNECTED"])
+    a = _with_kernels(_scores_file(tmp_path / "a.bin", scores), x86)
+    b = _with_kernels(_scores_file(tmp_path / "b.bin", scores), _kernels("aarch64"))
+    assert fixed_beats.main(["compare", str(a), str(b)]) == 1
+    assert "NOT LIKE FOR LIKE: delegated_ops: ['5 FULLY_CONNECTED'] on x86_64" in (
+        caplog.text
+    )
+
+
+def test_score_files_without_a_kernel_record_are_not_like_for_like(tmp_path):
+    scores = np.linspace(0.1, 9.0, 600)
+    a = _scores_file(tmp_path / "a.bin", scores)
+    b = _with_kernels(_scores_file(tmp_path / "b.bin", scores), _kernels("aarch64"))
+    assert fixed_beats.like_for_like(None, fixed_beats._kernels(b)) == [
+        "a side has no .kernels.json: cannot tell what ran it"
+    ]
+    assert fixed_beats.main(["compare", str(a), str(b)]) == 1
+
+
+def test_a_version_difference_is_named():
+    unlike = fixed_beats.like_for_like(
+        _kernels("x86_64"), _kernels("aarch64", version="2.13.0")
+    )
+    assert unlike == ["version: 2.14.0 on x86_64, 2.13.0 on aarch64"]
+
+
+def _ops(lstm: np.ndarray, dense: np.ndarray) -> dict:
+    return {"0 UNIDIRECTIONAL_SEQUENCE_LSTM 39": lstm, "5 FULLY_CONNECTED 51": dense}
+
+
+def test_first_differing_op_is_the_earliest_in_execution_order():
+    lstm = np.zeros((600, 1, 64, 16), np.int8)
+    dense = np.zeros((600, 1, 64, 2), np.int8)
+    other = dense.copy()
+    other[3, 0, 10, 1] = 1
+    other[3, 0, 11, 0] = -1
+    other[250, 0, 0, 0] = 1
+    first = fixed_beats.first_differing_op(_ops(lstm, dense), _ops(lstm, other))
+    assert first == {
+        "op": "5 FULLY_CONNECTED 51",
+        "values_differing": 3,
+        "values": 600 * 64 * 2,
+        "beats_differing": 2,
+        "max_steps": 1,
+    }
+    changed_lstm = lstm.copy()
+    changed_lstm[0, 0, 0, 0] = 5
+    first = fixed_beats.first_differing_op(_ops(lstm, dense), _ops(changed_lstm, other))
+    assert first["op"] == "0 UNIDIRECTIONAL_SEQUENCE_LSTM 39"
+    assert first["max_steps"] == 5
+
+
+def test_equal_op_outputs_have_no_first_difference():
+    lstm = np.arange(600 * 16, dtype=np.int64).reshape(600, 16).astype(np.int8)
+    dense = np.ones((600, 2), np.int8)
+    assert fixed_beats.first_differing_op(_ops(lstm, dense), _ops(lstm, dense)) is None
+
+
+def test_op_outputs_of_a_beat_do_not_depend_on_the_beats_before_it(
+    bundle_106, tmp_path
+):
+    """Every op's int8 outputs, beat by beat, with LSTM state reset between."""
+    from beatguard.device.bundle import load_bundle
+    from beatguard.device.types import Beat
+
+    points = load_bundle(bundle_106).input_quantization.shape[1]
+    windows = np.random.default_rng(7).normal(size=(3, points)).astype(np.float32)
+    beats = [
+        Beat(
+            sample=1000 * (i + 1),
+            window=w,
+            rr_before_s=0.8 - 0.2 * i,
+            rr_avg_s=0.8,
+            emitted_at_sample=1000 * (i + 1) + 200,
+        )
+        for i, w in enumerate(windows)
+    ]
+    together = fixed_beats.op_outputs(bundle_106, beats, "auto")
+    last_alone = fixed_beats.op_outputs(bundle_106, beats[2:], "auto")
+    assert list(together) == list(last_alone)
+    assert len(together) >= 2
+    for key in together:
+        assert together[key].shape[0] == 3
+        assert together[key][2].tobytes() == last_alone[key][0].tobytes()
+    final = together[list(together)[-1]]
+    assert final.shape[1:] == (1, points, 2)
+    assert final.dtype == np.int8
 
 
 def _run(machine: str, beats: list, alerts: list | None = None) -> dict:

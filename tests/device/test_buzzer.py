@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import pytest
 
@@ -21,23 +22,35 @@ def _durations(states):
     return [(c.state, h) for c, h in zip(changes, held, strict=False)]
 
 
+def _wait_for_states(pin, done, wait_s: float, scaled) -> None:
+    """Wait ``wait_s``; then, if ``done(states)`` is still false (a slow,
+    emulated machine), poll until it is true or ``scaled(wait_s)`` has
+    passed. On a native machine ``scaled(wait_s) == wait_s``: one wait."""
+    start = time.monotonic()
+    threading.Event().wait(wait_s)
+    while not done(list(pin.states)) and time.monotonic() - start < scaled(wait_s):
+        threading.Event().wait(0.01)
+
+
 @pytest.mark.parametrize("kind", list(AlertKind))
-def test_alert_plays_its_pattern_on_the_pin(kind):
+def test_alert_plays_its_pattern_on_the_pin(kind, scaled):
     factory = mock.MockFactory()
     with AlertBuzzer(pin=18, pin_factory=factory) as buzzer:
         pin = factory.pin(18)
         on_s, off_s, n = PATTERNS[kind]
         buzzer.sound(Alert(kind, 1000, "test alert"))
-        threading.Event().wait(buzzer.duration_s(kind) + 0.3)
+        _wait_for_states(
+            pin, lambda st: len(st) >= 1 + 2 * n, buzzer.duration_s(kind) + 0.3, scaled
+        )
         states = list(pin.states)
     levels = [s.state for s in states]
     # starts low, then n beeps: high, low, ..., ending low
     assert levels == [False] + [True, False] * n
     # gpiozero waits at least the pattern's time; a loaded machine may add a
-    # scheduling delay on top, never take any off
+    # scheduling delay on top (longer under emulation), never take any off
     for state, held_s in _durations(states):
         expected = on_s if state else off_s
-        assert expected - 0.005 <= held_s <= expected + 0.15, (state, held_s)
+        assert expected - 0.005 <= held_s <= expected + scaled(0.15), (state, held_s)
 
 
 def test_sound_returns_before_the_pattern_ends():
@@ -52,13 +65,15 @@ def test_sound_returns_before_the_pattern_ends():
         assert not pin.state  # closing silences it
 
 
-def test_active_low_buzzer_sounds_with_the_pin_low():
+def test_active_low_buzzer_sounds_with_the_pin_low(scaled):
     factory = mock.MockFactory()
     with AlertBuzzer(pin=23, active_high=False, pin_factory=factory) as buzzer:
         pin = factory.pin(23)
         assert pin.state  # silent = high
         buzzer.beep(0.05, 0.05, 1)
-        threading.Event().wait(0.2)
+        _wait_for_states(
+            pin, lambda st: [s.state for s in st][-2:] == [False, True], 0.2, scaled
+        )
         assert [s.state for s in pin.states][-2:] == [False, True]
 
 

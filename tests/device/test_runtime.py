@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -180,7 +181,7 @@ def test_full_event_log_keeps_the_alerts_sounding(record_106, scorer, tmp_path, 
     log.close()
 
 
-def test_alert_reaches_the_buzzer_pin(record_106, scorer, tmp_path):
+def test_alert_reaches_the_buzzer_pin(record_106, scorer, tmp_path, scaled):
     mock = pytest.importorskip("gpiozero.pins.mock")
     factory = mock.MockFactory()
     with AlertBuzzer(pin=18, pin_factory=factory) as buzzer:
@@ -197,9 +198,17 @@ def test_alert_reaches_the_buzzer_pin(record_106, scorer, tmp_path):
         )
         assert alerts, "record 106 has runs and bursts of PVCs"
         last = alerts[-1].kind
-        threading.Event().wait(buzzer.duration_s(last) + 0.3)
+        on_s, off_s, n = PATTERNS[last]
+        wait_s = buzzer.duration_s(last) + 0.3
+        start = time.monotonic()
+        threading.Event().wait(wait_s)
+        # Under emulation the pattern may still be playing: wait for its end.
+        while (
+            time.monotonic() - start < scaled(wait_s)
+            and [s.state for s in factory.pin(18).states][-2 * n :] != [True, False] * n
+        ):
+            threading.Event().wait(0.01)
         levels = [s.state for s in factory.pin(18).states]
-    on_s, off_s, n = PATTERNS[last]
     # the last alert's pattern ends the pin's history: n beeps, then silence
     assert levels[-2 * n :] == [True, False] * n
     assert {a.kind for a in alerts} <= set(AlertKind)

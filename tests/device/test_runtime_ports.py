@@ -71,14 +71,16 @@ def _until(condition, timeout_s: float) -> bool:
     return False
 
 
-def test_missing_port_without_reconnect_exits_with_one_clear_line(tmp_path, bundle_106):
+def test_missing_port_without_reconnect_exits_with_one_clear_line(
+    tmp_path, bundle_106, scaled
+):
     port = tmp_path / "ttyNOPE"
     result = subprocess.run(
         [*CLI, "run", "--port", str(port), "--model", str(bundle_106)]
         + ["--events", str(tmp_path / "e.sqlite"), "--no-buzzer", "--no-reconnect"],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=scaled(120),
     )
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
@@ -86,47 +88,47 @@ def test_missing_port_without_reconnect_exits_with_one_clear_line(tmp_path, bund
 
 
 def test_runtime_waits_for_a_port_that_appears_later(
-    tmp_path, mitdb, bundle_106, procs
+    tmp_path, mitdb, bundle_106, procs, scaled
 ):
     link, events, log = tmp_path / "board", tmp_path / "e.sqlite", tmp_path / "run.log"
     run = _run(procs, link, bundle_106, events, log)
-    assert _until(lambda: "waiting" in log.read_text(), 60), log.read_text()
+    assert _until(lambda: "waiting" in log.read_text(), scaled(60)), log.read_text()
     time.sleep(1.0)
     assert run.poll() is None  # still trying
     waiting_lines = [ln for ln in log.read_text().splitlines() if "waiting" in ln]
     assert len(waiting_lines) == 1  # said once, not once per attempt
     _simulate(procs, link, mitdb / "106", "--start-minute", "5", "--speed", "20")
-    assert _until(lambda: _beat_count(events) > 20, 60), log.read_text()
+    assert _until(lambda: _beat_count(events) > 20, scaled(60)), log.read_text()
     run.send_signal(signal.SIGTERM)
-    assert run.wait(30) == 0
+    assert run.wait(scaled(30)) == 0
 
 
 def test_second_runtime_on_a_held_port_is_refused_and_the_first_goes_on(
-    tmp_path, mitdb, bundle_106, procs
+    tmp_path, mitdb, bundle_106, procs, scaled
 ):
     link = tmp_path / "board"
     _simulate(procs, link, mitdb / "106", "--start-minute", "5", "--speed", "10")
     first = _run(procs, link, bundle_106, tmp_path / "a.sqlite", tmp_path / "a.log")
-    assert _until(lambda: _beat_count(tmp_path / "a.sqlite") > 5, 60)
+    assert _until(lambda: _beat_count(tmp_path / "a.sqlite") > 5, scaled(60))
     second = subprocess.run(
         [*CLI, "run", "--port", str(link), "--model", str(bundle_106)]
         + ["--events", str(tmp_path / "b.sqlite"), "--no-buzzer"],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=scaled(120),
     )
     assert second.returncode == 1
     last = second.stderr.strip().splitlines()[-1]
     assert last.startswith("beatguard run:") and "busy" in last.lower(), last
     before = _beat_count(tmp_path / "a.sqlite")
-    assert _until(lambda: _beat_count(tmp_path / "a.sqlite") > before + 5, 30)
+    assert _until(lambda: _beat_count(tmp_path / "a.sqlite") > before + 5, scaled(30))
     assert first.poll() is None
     first.send_signal(signal.SIGINT)
-    assert first.wait(30) == 0
+    assert first.wait(scaled(30)) == 0
 
 
 def test_board_resets_are_logged_and_never_scored_across(
-    tmp_path, mitdb, bundle_106, procs
+    tmp_path, mitdb, bundle_106, procs, scaled
 ):
     link, events, log = tmp_path / "board", tmp_path / "e.sqlite", tmp_path / "run.log"
     sim = _simulate(
@@ -137,8 +139,8 @@ def test_board_resets_are_logged_and_never_scored_across(
         *("--board-resets", "2"),
     )
     run = _run(procs, link, bundle_106, events, log, "--no-reconnect")
-    sim.wait(120)
-    assert run.wait(60) == 0, log.read_text()
+    sim.wait(scaled(120))
+    assert run.wait(scaled(60)) == 0, log.read_text()
     link_events = read_table(events, "link_events")
     assert [e["kind"] for e in link_events].count("board_reset") == 2
     gaps = [(e["sample"], e["lost_samples"]) for e in link_events if e["kind"] == "gap"]
@@ -154,7 +156,7 @@ def test_board_resets_are_logged_and_never_scored_across(
 
 
 def test_read_only_event_log_is_one_line_and_the_runtime_goes_on(
-    tmp_path, mitdb, bundle_106, procs
+    tmp_path, mitdb, bundle_106, procs, scaled
 ):
     import os
     import shutil
@@ -177,7 +179,7 @@ def test_read_only_event_log_is_one_line_and_the_runtime_goes_on(
             *("--start-minute", "5", "--minutes", "1", "--speed", "20"),
         )
         run = _run(procs, link, bundle_106, events, log, "--no-reconnect")
-        assert run.wait(120) == 0, log.read_text()
+        assert run.wait(scaled(120)) == 0, log.read_text()
     finally:
         if os.geteuid() == 0 and chattr:
             subprocess.run([chattr, "-i", str(events)])

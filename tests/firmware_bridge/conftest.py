@@ -51,9 +51,13 @@ def drain(link, sim, timeout_s: float = 60.0) -> Received:
 
 
 @pytest.fixture(name="drain")
-def drain_fixture():
-    """The :func:`drain` helper, for test modules to call."""
-    return drain
+def drain_fixture(scaled):
+    """The :func:`drain` helper, its timeout stretched by ``scaled``."""
+
+    def _drain(link, sim, timeout_s: float = 60.0) -> Received:
+        return drain(link, sim, scaled(timeout_s))
+
+    return _drain
 
 
 @pytest.fixture(scope="session")

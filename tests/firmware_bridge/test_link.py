@@ -82,7 +82,7 @@ def test_corruption_and_drops_are_counted_and_samples_stay_in_place(
 
 
 def test_vanished_port_is_reopened_within_two_seconds_with_exact_gaps(
-    drain, mitdb, record_106, tmp_path
+    drain, mitdb, record_106, tmp_path, scaled
 ):
     stable = tmp_path / "ttyECG"
     faults = Faults(disconnects=3, outage_s=0.5)
@@ -93,7 +93,7 @@ def test_vanished_port_is_reopened_within_two_seconds_with_exact_gaps(
     reconnected = [t for t, _ in got.of(LinkEventKind.RECONNECTED)]
     assert len(reconnected) == 3
     for (_, plugged, _), seen in zip(sim.stats.outages, reconnected, strict=True):
-        assert seen - plugged < 2.0
+        assert seen - plugged < scaled(2.0)
     assert got.kinds().count(LinkEventKind.DISCONNECTED) >= 3
     # Every sample sits at its record position: each gap was counted exactly.
     idx = got.indices()
@@ -102,26 +102,26 @@ def test_vanished_port_is_reopened_within_two_seconds_with_exact_gaps(
     assert len(gaps) >= 3 and not any(e.details["estimated"] for e in gaps)
 
 
-def test_second_process_opening_the_port_gets_port_busy(mitdb):
+def test_second_process_opening_the_port_gets_port_busy(mitdb, scaled):
     sim = _sim(mitdb, minutes=0.2, speed=1.0)
     with sim, SerialLink(sim.path) as first:
         with pytest.raises(PortBusy, match="busy"):
             SerialLink(sim.path).open()
         with pytest.raises(serial.SerialException):
             serial.Serial(sim.path, exclusive=True)
-        assert first.get(timeout_s=2.0) is not None
+        assert first.get(timeout_s=scaled(2.0)) is not None
 
 
-def test_port_that_never_appears_logs_once_then_gives_up(tmp_path, caplog):
+def test_port_that_never_appears_logs_once_then_gives_up(tmp_path, caplog, scaled):
     missing = str(tmp_path / "ttyACM9")
     with pytest.raises(PortNotFound, match="ttyACM9"):
         SerialLink(missing, reconnect=False).open()
     caplog.set_level(logging.INFO, logger="beatguard.firmware_bridge.link")
     link = SerialLink(missing, open_timeout_s=0.5).open()
     try:
-        event = link.get(timeout_s=1.0)
+        event = link.get(timeout_s=scaled(1.0))
         assert event.kind is LinkEventKind.PORT_ERROR and "not found" in event.message
-        deadline = time.monotonic() + 5.0
+        deadline = time.monotonic() + scaled(5.0)
         with pytest.raises(PortNotFound, match="gave up"):
             while time.monotonic() < deadline:
                 link.get(timeout_s=0.1)
@@ -147,13 +147,13 @@ def test_board_reset_is_reported_with_its_boot_text(drain, mitdb, record_106, ca
     assert max(got.indices()) > reset_at  # samples flow again after the reboot
 
 
-def test_loop_url_port_is_read_through_serial_for_url():
+def test_loop_url_port_is_read_through_serial_for_url(scaled):
     port = serial.serial_for_url("loop://", do_not_open=True, timeout=0.05)
     link = SerialLink("loop://", port_factory=lambda url, **kw: port).open()
     try:
         ann = Announce(250.0, 10, 225.28, 338, "1.0.0")
         port.write(encode_announce(ann) + encode_frame(0, [1, 2, 3, 4]))
-        items = [link.get(timeout_s=2.0), link.get(timeout_s=2.0)]
+        items = [link.get(timeout_s=scaled(2.0)), link.get(timeout_s=scaled(2.0))]
     finally:
         link.close()
     assert items[0].kind is LinkEventKind.ANNOUNCE and link.fs_hz == 250.0
@@ -165,7 +165,7 @@ def test_loop_url_port_is_read_through_serial_for_url():
     ]
 
 
-def test_socket_url_reconnects_when_the_server_comes_back():
+def test_socket_url_reconnects_when_the_server_comes_back(scaled):
     server = socket.create_server(("127.0.0.1", 0))
     host, port = server.getsockname()
     ann = encode_announce(Announce(360.0, 11, 200.0, 1024, "1.0.0"))
@@ -173,11 +173,13 @@ def test_socket_url_reconnects_when_the_server_comes_back():
     def serve() -> None:
         for session in range(2):
             conn, _ = server.accept()
-            time.sleep(0.3)  # pyserial drains a socket's input right after opening
+            # pyserial drains a socket's input right after opening; nothing
+            # tells the server when it has, so it waits.
+            time.sleep(scaled(0.3))
             start = session * 400
             conn.sendall(ann[:0] if session else ann)
             conn.sendall(b"\x00" + encode_frame(start, list(range(start, start + 8))))
-            time.sleep(0.2)
+            time.sleep(scaled(0.2))
             conn.close()
 
     thread = threading.Thread(target=serve, daemon=True)
@@ -185,7 +187,7 @@ def test_socket_url_reconnects_when_the_server_comes_back():
     link = SerialLink(f"socket://{host}:{port}").open()
     got = []
     try:
-        deadline = time.monotonic() + 5.0
+        deadline = time.monotonic() + scaled(5.0)
         while time.monotonic() < deadline:
             item = link.get(timeout_s=0.1)
             if item is not None:
@@ -236,14 +238,14 @@ def test_text_on_a_binary_link_gives_one_hint_about_text_mode(caplog):
     assert len(hints) == 1 and link.stats.text_bytes > 1000
 
 
-def test_stop_event_ends_the_reader_and_close_can_be_called_twice():
+def test_stop_event_ends_the_reader_and_close_can_be_called_twice(scaled):
     port = serial.serial_for_url("loop://", do_not_open=True, timeout=0.05)
     stop = threading.Event()
     link = SerialLink("loop://", stop_event=stop, port_factory=lambda u, **k: port)
     link.open()
     assert link.running
     stop.set()
-    deadline = time.monotonic() + 2.0
+    deadline = time.monotonic() + scaled(2.0)
     while link.running and time.monotonic() < deadline:
         time.sleep(0.01)
     assert not link.running and not port.is_open

@@ -51,7 +51,7 @@ def test_cli_prints_the_pty_first_and_exits_when_the_record_ends(
 
 
 def test_cli_link_option_prints_the_stable_path_and_removes_it_at_the_end(
-    mitdb, tmp_path
+    mitdb, tmp_path, scaled
 ):
     stable = tmp_path / "ttyECG0"
     proc = _simulate(
@@ -66,28 +66,28 @@ def test_cli_link_option_prints_the_stable_path_and_removes_it_at_the_end(
     )
     assert proc.stdout.readline().strip() == str(stable)
     assert os.readlink(stable).startswith("/dev/pts/")
-    assert proc.wait(timeout=30) == 0
+    assert proc.wait(timeout=scaled(30)) == 0
     assert not stable.exists() and not stable.is_symlink()
 
 
-def test_cli_stops_cleanly_on_sigterm(mitdb, tmp_path):
+def test_cli_stops_cleanly_on_sigterm(mitdb, tmp_path, scaled):
     stable = tmp_path / "ttyECG1"
     proc = _simulate(str(mitdb / "106"), "--link", str(stable))
     proc.stdout.readline()
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=10) == 130
+    assert proc.wait(timeout=scaled(10)) == 130
     assert not stable.is_symlink()
 
 
-def test_cli_rejects_a_bad_leads_off_interval_in_one_line(mitdb):
+def test_cli_rejects_a_bad_leads_off_interval_in_one_line(mitdb, scaled):
     proc = _simulate(str(mitdb / "106"), "--leads-off", "12-30")
-    assert proc.wait(timeout=30) == 2
+    assert proc.wait(timeout=scaled(30)) == 2
     assert "START_S:DURATION_S" in proc.stderr.read()
 
 
-def test_cli_names_a_missing_record(tmp_path):
+def test_cli_names_a_missing_record(tmp_path, scaled):
     proc = _simulate(str(tmp_path / "nope"))
-    assert proc.wait(timeout=30) == 1
+    assert proc.wait(timeout=scaled(30)) == 1
     err = proc.stderr.read().strip().splitlines()
     assert len(err) == 1 and "nope" in err[0]
 
@@ -125,13 +125,13 @@ def test_byte_faults_hit_about_the_asked_share_of_bytes(mitdb, drain):
     assert got.of(LinkEventKind.CORRUPT)
 
 
-def test_simulator_waits_for_a_client_and_stop_event_ends_the_wait(mitdb):
+def test_simulator_waits_for_a_client_and_stop_event_ends_the_wait(mitdb, scaled):
     stop = threading.Event()
     sim = BoardSimulator.from_record(mitdb / "106", stop_event=stop).start()
     assert not sim.join(timeout_s=0.3)  # nobody opened the port: nothing sent
     assert sim.stats.bytes_written == 0
     stop.set()
-    assert sim.join(timeout_s=5.0)
+    assert sim.join(timeout_s=scaled(5.0))
     sim.stop()
 
 
