@@ -25,6 +25,7 @@ from beatguard.device.types import Quality
 FS = 360
 START_S, STOP_S = 40.0, 50.0  # the corrupted stretch
 WINDOW_ATOL = 0.02
+SETTLE_S = 2.0  # filter settling after a corrupted stretch, seconds
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +57,13 @@ def _check_against_clean(clean_beats, beats, events, a, b, flag):
     assert raised and a <= raised[0].sample <= a + FS, events
     assert events[-1].quality == Quality.GOOD
 
+    # Beats whose windows lie clear of the stretch (1 s before it, SETTLE_S
+    # after it) must come out as in the clean run. After 10 s of 1 mV
+    # broadband noise the filters' transient still moves a window (z-scored)
+    # by up to 0.021 at 1.5 s, 0.003 at 2.4 s and under 0.0001 from 3.3 s on,
+    # hence the longer wait after the stretch.
     far_before = [x for x in clean_beats if x.sample + 0.45 * FS < a - FS]
-    far_after = [x for x in clean_beats if x.sample - 0.25 * FS > b + FS]
+    far_after = [x for x in clean_beats if x.sample - 0.25 * FS > b + SETTLE_S * FS]
     got = {x.sample: x for x in beats}
     for ref in far_before + far_after:
         near = [
