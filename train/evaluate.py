@@ -174,7 +174,10 @@ def evaluate_record(
     Returns
     -------
     RecordEvaluation
-        ``figures`` holds ``auc_int8``, ``auc_float``, ``auc_template``,
+        ``figures`` holds ``auc_int8``, ``auc_float``, ``auc_int8_shape``
+        (the int8 score of the window channel alone, without the
+        prematurity channel: how much the beat's shape by itself tells),
+        ``auc_template``,
         ``auc_dense_ae``, ``se``, ``ppv``, ``false_alarms_per_hour``,
         ``model_bytes``, ``dropped_beats`` and the counts behind them.
 
@@ -227,6 +230,15 @@ def evaluate_record(
     matched = np.zeros(len(scored.samples), bool)
     matched[match.det_index] = True
 
+    with Scorer(out, interpreter=interpreter) as scorer:
+        int8_outputs = scorer.reconstruct(inputs)
+    shape_scores = standardized_mse(
+        inputs[:, :, :1],
+        int8_outputs[:, :, :1],
+        np.asarray(bundle.meta["score"]["residual_sd"])[:, :1],
+        bundle.window_z2_cap,
+    )
+
     flagged = scored.anomalous
     tp = int(np.sum(flagged[match.det_index] & is_v[match.ref_index]))
     v_total = int(np.sum(is_v & scored_ref))
@@ -235,6 +247,7 @@ def evaluate_record(
     figures = {
         "auc_int8": roc_auc(labels_det[matched], scored.scores[matched]),
         "auc_float": roc_auc(labels_det[matched], float_scores[matched]),
+        "auc_int8_shape": roc_auc(labels_det[matched], shape_scores[matched]),
         "auc_template": roc_auc(labels_det[matched], template_scores[matched]),
         "auc_dense_ae": roc_auc(labels_det[matched], dense_scores[matched]),
         "se": tp / v_total if v_total else float("nan"),
@@ -263,8 +276,6 @@ def evaluate_record(
         figures["se"],
         figures["ppv"],
     )
-    with Scorer(out, interpreter=interpreter) as scorer:
-        int8_outputs = scorer.reconstruct(inputs)
     return RecordEvaluation(
         name=record.name,
         figures=figures,

@@ -89,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
     for name, fig in results.items():
         print(
             f"{name}: AUC int8 {fig['auc_int8']:.4f} float {fig['auc_float']:.4f} "
+            f"shape only {fig['auc_int8_shape']:.4f} "
             f"template {fig['auc_template']:.4f} dense {fig['auc_dense_ae']:.4f} | "
             f"Se {fig['se']:.3f} +P {fig['ppv']:.3f} FA/h "
             f"{fig['false_alarms_per_hour']:.1f} | {fig['model_bytes']} B, "

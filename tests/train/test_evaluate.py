@@ -64,6 +64,7 @@ def test_evaluate_personal_writes_figures_and_plots(mitdb, tmp_path):
     for key in (
         "auc_int8",
         "auc_float",
+        "auc_int8_shape",
         "auc_template",
         "auc_dense_ae",
         "se",
@@ -74,6 +75,7 @@ def test_evaluate_personal_writes_figures_and_plots(mitdb, tmp_path):
     ):
         assert rec[key] is not None, key
     assert 0.0 <= rec["auc_int8"] <= 1.0
+    assert 0.0 <= rec["auc_int8_shape"] <= 1.0
     assert rec["pvc_reference"] > 400  # 106 has 460 PVCs after minute 5
     assert set(figures["total"]) >= {"se", "ppv"}
     runs = tmp_path / "personal_runs"
