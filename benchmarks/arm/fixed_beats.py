@@ -548,7 +548,7 @@ def _difference_verdict(args: argparse.Namespace, n_differing: int, n: int) -> s
                 f"; first op whose int8 outputs differ, all ops before it "
                 f"equal: {index_name} ({path}): {first['values_differing']} of "
                 f"{first['values']} values in {first['beats_differing']} beats, "
-                f"by at most {first['max_steps']} steps"
+                f"by at most {first['max_steps']} LSB of its quantized type"
             )
     return verdict
 
