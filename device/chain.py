@@ -81,7 +81,7 @@ class ChainConfig:
     window_points : int
         Points of each beat window after resampling.
     normalization : str
-        ``"zscore"`` (default) or ``"relative"``; see
+        ``"relative"`` (default) or ``"zscore"``; see
         :mod:`beatguard.device.windows`.
     noise_max_mv : float
         RMS of the 25-40 Hz band above which the signal is NOISY, mV.
@@ -102,7 +102,7 @@ class ChainConfig:
     window_before_s: float = 0.25
     window_after_s: float = 0.45
     window_points: int = 64
-    normalization: str = "zscore"
+    normalization: str = "relative"
     noise_max_mv: float = 0.12
     flat_max_counts: float = 1.0
     quality_hold_s: float = 0.5

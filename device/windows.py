@@ -7,13 +7,19 @@ by linear interpolation (the band-pass keeps the signal below the new
 Nyquist rate for the default 0.7 s / 64 points, about 45 Hz), and
 normalizes it per beat:
 
-* ``"zscore"`` (default): subtract the window's mean, divide by its
-  standard deviation. Every beat has unit energy, so the model sees shape
-  only; a PVC that is merely taller than its neighbours is not anomalous.
-* ``"relative"``: subtract the window's median, divide by the median
-  peak-to-peak amplitude of the last eight windows (this one included).
-  Amplitude relative to the recent beats is kept, so a beat twice as tall
-  as its neighbours looks twice as tall.
+* ``"relative"`` (the chain's default): subtract the window's median,
+  divide by the median peak-to-peak amplitude of the last eight windows
+  (this one included). Amplitude relative to the recent beats is kept, so
+  a beat twice as tall as its neighbours looks twice as tall.
+* ``"zscore"``: subtract the window's mean, divide by its standard
+  deviation. Every beat has unit energy, so the model sees shape only; a
+  PVC that is merely taller than its neighbours is not anomalous.
+
+Personal models trained on MIT-BIH records 105, 106, 108, 114 and 116
+(5 minutes each, int8, the rest scored) ranked PVCs better with relative
+windows, and their normal beats' reconstruction errors drifted less over
+the following 25 minutes: window-channel-only PVC AUC 0.85, 1.00, 0.98,
+0.89, 0.995 against 0.76, 0.998, 0.98, 0.56, 0.996 with z-scores.
 
 A window is available once its last sample has arrived; it is refused
 (None) when any of its samples carries a quality flag. Samples kept out of
