@@ -89,7 +89,7 @@ def prepare(folder: Path) -> Path:
     config = chain_config_for(record, bundle.meta["chain"])
     start = int(5 * 60 * record.fs_hz)
     beats = beats_from_record(record, config, start)[:BEATS]
-    np.save(folder / "inputs.npy", beats_to_inputs(beats, bundle.prematurity))
+    np.save(folder / "inputs.npy", beats_to_inputs(beats))
     return folder
 
 

@@ -7,7 +7,7 @@ This module is the one description of that JSON (the table below), its
 loader and its checks; the converter writes it with :func:`write_meta` and
 the device reads it with :func:`load_bundle`.
 
-``model.json`` (schema version 1)
+``model.json`` (schema version 2)
 ---------------------------------
 
 =========================  =====================================================
@@ -21,25 +21,25 @@ key                        meaning
 ``chain``                  ``ChainConfig.to_dict()`` of the training chain
                            (sample rate, filters, window seconds and points,
                            normalization)
-``input``                  ``shape`` ``[1, points, channels]``, ``dtype``
-                           ``"int8"``, ``scale``, ``zero_point`` and
-                           ``channels`` (names, in order: ``"window"``,
-                           ``"prematurity"``)
+``input``                  ``shape`` ``[1, points, 1]``, ``dtype`` ``"int8"``,
+                           ``scale``, ``zero_point`` and ``channels``
+                           (``["window"]``)
 ``output``                 same keys as ``input`` for the reconstruction
-``features``               ``prematurity``: ``gain``, ``clip``, ``dead_zone``;
-                           the channel holds ``gain * clip(1 - rr_before_s /
-                           rr_avg_s - dead_zone, 0, clip)`` at every time step
-                           (0 when an RR interval is unknown)
-``score``                  ``kind`` ``"standardized_mse"``: mean over time
-                           steps and channels of the squared residual divided
-                           by ``residual_sd`` (``[points][channels]``, the
-                           spread of the residual on training beats), each
-                           step of the window channel counted at most
-                           ``window_z2_cap``
-``threshold``              a beat whose score is above it is anomalous
+``score``                  ``kind`` ``"mse"``: a beat's shape error is the mean
+                           over time steps of the squared difference between
+                           the window and its dequantized int8 reconstruction
+``decision``               :class:`~beatguard.device.decision.DecisionSettings`
+                           (``threshold``, ``log_sd``,
+                           ``reference_log_errors``, ``history_beats``,
+                           ``timing_weight``, ``timing_dead_zone``,
+                           ``timing_scale``): how shape error and prematurity
+                           make the anomaly score
+``threshold``              the decision's threshold on that score (a copy of
+                           ``decision.threshold``, for people reading the file)
 ``calibration``            ``method``, ``target_false_alarm_rate``,
-                           ``beats`` (held-out beats used), ``float_threshold``,
-                           ``observed_false_alarm_rate`` (on those beats)
+                           ``beats`` (held-out beats used), ``log_median``,
+                           ``log_sd``, ``float_log_median``,
+                           ``float_log_sd``, ``observed_false_alarm_rate``
 ``training``               ``records``, ``minutes``, ``beats_total``,
                            ``beats_kept``, ``beats_dropped``,
                            ``beats_calibration``, ``epochs``, ``seed``,
@@ -47,6 +47,10 @@ key                        meaning
 ``tools``                  versions of beatguard, TensorFlow, tf_keras, numpy
 ``created_utc``            ISO 8601 time the bundle was written
 =========================  =====================================================
+
+Bundles of schema version 1 (two input channels, window and prematurity;
+a standardized score) are refused: their int8 window channel was not
+faithful to the float model on some records, so they are retrained.
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from beatguard.device.decision import DecisionSettings, prematurity
 from beatguard.device.errors import BundleCorrupt, BundleMismatch, BundleNotFound
 from beatguard.device.types import Beat
 
@@ -71,12 +76,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 KIND = "beatguard.lstm_autoencoder"
 MODEL_FILE = "model.tflite"
 META_FILE = "model.json"
-CHANNELS = ("window", "prematurity")
-SCORE_KINDS = ("standardized_mse",)
+CHANNELS = ("window",)
+SCORE_KINDS = ("mse",)
 
 _REQUIRED_KEYS = (
     "schema_version",
@@ -86,8 +91,8 @@ _REQUIRED_KEYS = (
     "chain",
     "input",
     "output",
-    "features",
     "score",
+    "decision",
     "threshold",
     "calibration",
     "training",
@@ -136,115 +141,54 @@ class Quantization:
         }
 
 
-@dataclass(frozen=True)
-class PrematurityFeature:
-    """The RR-derived model input channel.
-
-    ``value = gain * clip(1 - rr_before_s / rr_avg_s - dead_zone, 0, clip)``:
-    0 for a beat on time or late (a pause after an early beat is not itself
-    abnormal), growing with how early a beat came beyond the ordinary
-    beat-to-beat variation ``dead_zone``; 0 when either interval is unknown
-    (NaN) or not positive.
-    """
-
-    gain: float = 4.0
-    clip: float = 0.5
-    dead_zone: float = 0.1
-
-    def values(
-        self, rr_before_s: NDArray[np.floating], rr_avg_s: NDArray[np.floating]
-    ) -> NDArray[np.float32]:
-        """Feature values for arrays of intervals (seconds), shape (n,)."""
-        rr = np.asarray(rr_before_s, np.float64)
-        avg = np.asarray(rr_avg_s, np.float64)
-        ok = np.isfinite(rr) & np.isfinite(avg) & (rr > 0) & (avg > 0)
-        ratio = np.divide(rr, avg, out=np.ones_like(rr), where=ok)
-        early = np.clip(1.0 - ratio - self.dead_zone, 0.0, self.clip)
-        return (self.gain * np.where(ok, early, 0.0)).astype(np.float32)
-
-    def to_dict(self) -> dict[str, float]:
-        return {
-            "gain": float(self.gain),
-            "clip": float(self.clip),
-            "dead_zone": float(self.dead_zone),
-        }
-
-
-def model_inputs(
-    windows: NDArray[np.floating],
-    prematurity: NDArray[np.floating],
-) -> NDArray[np.float32]:
-    """Stack beat windows and the prematurity feature into model inputs.
+def model_inputs(windows: NDArray[np.floating]) -> NDArray[np.float32]:
+    """Beat windows as model inputs.
 
     Parameters
     ----------
     windows : NDArray[np.floating], shape (n, points)
         Normalized beat windows from the signal chain.
-    prematurity : NDArray[np.floating], shape (n,)
-        Values of :class:`PrematurityFeature` for the same beats.
 
     Returns
     -------
-    NDArray[np.float32], shape (n, points, 2)
-        Channel 0 the window, channel 1 the feature repeated at every step.
+    NDArray[np.float32], shape (n, points, 1)
     """
     windows = np.asarray(windows, np.float32)
     if windows.ndim != 2:
         raise ValueError(f"windows must be (n, points), got shape {windows.shape}")
-    prem = np.asarray(prematurity, np.float32).reshape(-1)
-    if prem.shape[0] != windows.shape[0]:
-        raise ValueError(
-            f"{windows.shape[0]} windows but {prem.shape[0]} prematurity values"
-        )
-    feature = np.broadcast_to(prem[:, None], windows.shape)
-    return np.stack([windows, feature], axis=-1).astype(np.float32)
+    return windows[:, :, None]
 
 
-def beats_to_inputs(
-    beats: Sequence[Beat], feature: PrematurityFeature
-) -> NDArray[np.float32]:
-    """Model inputs for chain beats, shape (n, points, 2) float32."""
+def beats_to_inputs(beats: Sequence[Beat]) -> NDArray[np.float32]:
+    """Model inputs for chain beats, shape (n, points, 1) float32."""
     if len(beats) == 0:
         raise ValueError("no beats to turn into model inputs")
-    windows = np.stack([np.asarray(b.window, np.float32) for b in beats])
+    return model_inputs(np.stack([np.asarray(b.window, np.float32) for b in beats]))
+
+
+def beats_prematurity(beats: Sequence[Beat]) -> NDArray[np.float64]:
+    """:func:`~beatguard.device.decision.prematurity` of chain beats, shape (n,)."""
     rr = np.array([b.rr_before_s for b in beats], np.float64)
     avg = np.array([b.rr_avg_s for b in beats], np.float64)
-    return model_inputs(windows, feature.values(rr, avg))
+    return prematurity(rr, avg)
 
 
-def standardized_mse(
-    inputs: NDArray[np.floating],
-    outputs: NDArray[np.floating],
-    residual_sd: NDArray[np.floating],
-    window_z2_cap: float = math.inf,
+def mse(
+    inputs: NDArray[np.floating], outputs: NDArray[np.floating]
 ) -> NDArray[np.float64]:
-    """Per-beat score: mean squared residual in units of the training spread.
-
-    The squared standardized residual of each window step is capped at
-    ``window_z2_cap``, so a few noise spikes count like a few badly rebuilt
-    steps rather than dominating the beat; the prematurity channel is not
-    capped.
+    """Per-beat shape error: mean squared residual over the window's steps.
 
     Parameters
     ----------
-    inputs, outputs : NDArray[np.floating], shape (n, points, channels)
+    inputs, outputs : NDArray[np.floating], shape (n, points, 1)
         What the model was given and what it reconstructed (real values).
-    residual_sd : NDArray[np.floating], shape (points, channels)
-        Standard deviation of the residual on training beats, per step and
-        channel (positive).
-    window_z2_cap : float
-        Largest contribution of one window step (channel 0).
 
     Returns
     -------
     NDArray[np.float64], shape (n,)
     """
-    z = (np.asarray(outputs, np.float64) - np.asarray(inputs, np.float64)) / (
-        np.asarray(residual_sd, np.float64)
-    )
-    z2 = z * z
-    z2[:, :, 0] = np.minimum(z2[:, :, 0], window_z2_cap)
-    return np.mean(z2, axis=(1, 2))
+    res = np.asarray(outputs, np.float64) - np.asarray(inputs, np.float64)
+    return np.mean(res * res, axis=(1, 2))
 
 
 def sha256_of(path: Path) -> str:
@@ -287,22 +231,9 @@ class Bundle:
         return _quantization(self.meta["output"], "output", self.folder)
 
     @property
-    def prematurity(self) -> PrematurityFeature:
-        spec = self.meta["features"]["prematurity"]
-        return PrematurityFeature(
-            gain=float(spec["gain"]),
-            clip=float(spec["clip"]),
-            dead_zone=float(spec["dead_zone"]),
-        )
-
-    @property
-    def residual_sd(self) -> NDArray[np.float64]:
-        """Shape (points, channels), positive."""
-        return np.asarray(self.meta["score"]["residual_sd"], np.float64)
-
-    @property
-    def window_z2_cap(self) -> float:
-        return float(self.meta["score"]["window_z2_cap"])
+    def decision(self) -> DecisionSettings:
+        """The calibrated decision rule (checked at load)."""
+        return DecisionSettings.from_dict(self.meta["decision"])
 
     @property
     def points(self) -> int:
@@ -434,8 +365,6 @@ def _check_schema(meta: dict, meta_path: Path) -> None:
     missing = [key for key in _REQUIRED_KEYS if key not in meta]
     if missing:
         raise BundleMismatch(f"{meta_path}: missing keys {', '.join(missing)}")
-    if "window_z2_cap" not in meta["score"]:
-        raise BundleMismatch(f"{meta_path}: score has no window_z2_cap")
     if meta["score"].get("kind") not in SCORE_KINDS:
         raise BundleMismatch(
             f"{meta_path}: score kind {meta['score'].get('kind')!r} unknown"
@@ -443,6 +372,15 @@ def _check_schema(meta: dict, meta_path: Path) -> None:
     threshold = meta["threshold"]
     if not isinstance(threshold, int | float) or not math.isfinite(threshold):
         raise BundleMismatch(f"{meta_path}: threshold {threshold!r} is not a number")
+    try:
+        decision = DecisionSettings.from_dict(meta["decision"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise BundleMismatch(f"{meta_path}: decision settings unusable: {err}") from err
+    if decision.threshold != threshold:
+        raise BundleMismatch(
+            f"{meta_path}: threshold {threshold} differs from the decision's "
+            f"{decision.threshold}"
+        )
 
 
 def _quantization(spec: dict, which: str, folder: Path) -> Quantization:
@@ -475,12 +413,6 @@ def _check_shapes(bundle: Bundle, meta_path: Path) -> None:
         raise BundleMismatch(
             f"{meta_path}: input shape {list(inp.shape)} differs from output "
             f"shape {list(out.shape)}"
-        )
-    sd = bundle.residual_sd
-    if sd.shape != inp.shape[1:] or not np.all(np.isfinite(sd) & (sd > 0)):
-        raise BundleMismatch(
-            f"{meta_path}: score residual_sd must be positive with shape "
-            f"{list(inp.shape[1:])}, got {list(sd.shape)}"
         )
     points = bundle.meta["chain"].get("window_points")
     if points is not None and int(points) != inp.shape[1]:

@@ -6,12 +6,16 @@ installed (``ai-edge-litert``, else ``tflite-runtime``, else TensorFlow's
 present), and checks the model's input and output tensors against
 ``model.json``. Each beat is quantized with the model's own input scale and
 zero point (clipped to int8), run alone, and its int8 reconstruction is
-dequantized and compared with the input; the score is the bundle's
-standardized mean squared residual.
+dequantized and compared with the input: the mean squared residual is the
+beat's shape error.
 
 TFLite keeps LSTM state in variable tensors between ``invoke()`` calls, so
-the scorer resets them before every beat: a beat's score never depends on
-the beats scored before it.
+the scorer resets them before every beat: a beat's shape error never
+depends on the beats scored before it. The anomaly score is the bundle's
+decision (:mod:`beatguard.device.decision`) applied to the shape error and
+the beat's prematurity; its reference follows the wearer, so it does
+depend on the beats judged before, and :meth:`Scorer.reset_reference`
+starts it afresh.
 """
 
 from __future__ import annotations
@@ -28,11 +32,13 @@ from numpy.typing import NDArray
 from beatguard.device.bundle import (
     Bundle,
     Quantization,
+    beats_prematurity,
     beats_to_inputs,
     load_bundle,
     model_inputs,
-    standardized_mse,
+    mse,
 )
+from beatguard.device.decision import BeatDecision
 from beatguard.device.errors import BundleCorrupt, BundleMismatch, ModelError
 from beatguard.device.types import Beat
 
@@ -107,7 +113,8 @@ class Scorer:
     Examples
     --------
     >>> with Scorer("runs/106") as scorer:            # doctest: +SKIP
-    ...     scores = scorer.score_beats(beats)
+    ...     errors = scorer.shape_errors(beats)      # int8, stateless
+    ...     scores = scorer.score_beats(beats)       # the decision's score
     ...     flags = scorer.is_anomalous(scores)
     """
 
@@ -131,8 +138,7 @@ class Scorer:
         self._out_index = self._check_tensor(
             "output", self._interp.get_output_details()
         )
-        self._residual_sd = self.bundle.residual_sd
-        self._prematurity = self.bundle.prematurity
+        self.decision = BeatDecision(self.bundle.decision)
         self._closed = False
         log.info(
             "scoring with %s on %s (%d points, threshold %.4g)",
@@ -165,7 +171,7 @@ class Scorer:
     # Scoring ----------------------------------------------------------------
 
     def score_beats(self, beats: Sequence[Beat]) -> NDArray[np.float64]:
-        """Score chain beats (window and RR intervals).
+        """Anomaly scores of chain beats in time order (updates the reference).
 
         Parameters
         ----------
@@ -175,55 +181,48 @@ class Scorer:
         Returns
         -------
         NDArray[np.float64], shape (n,)
-            One score per beat; empty for no beats.
+            The decision's score of each beat; empty for no beats. A beat
+            is anomalous when its score is above :attr:`threshold`.
         """
         if len(beats) == 0:
             return np.zeros(0, np.float64)
-        return self.score_inputs(beats_to_inputs(beats, self._prematurity))
+        scores, _ = self.decision.judge(
+            self.shape_errors(beats), beats_prematurity(beats)
+        )
+        return scores
 
-    def score_windows(
-        self,
-        windows: NDArray[np.floating],
-        prematurity: NDArray[np.floating] | None = None,
-    ) -> NDArray[np.float64]:
-        """Score bare windows.
+    def reset_reference(self) -> None:
+        """Start the decision's reference afresh from the calibration beats."""
+        self.decision.reset()
 
-        Parameters
-        ----------
-        windows : NDArray[np.floating], shape (n, points)
-            Normalized beat windows.
-        prematurity : NDArray[np.floating], shape (n,), optional
-            Prematurity feature values; zeros (beats on time) when omitted.
+    def shape_errors(self, beats: Sequence[Beat]) -> NDArray[np.float64]:
+        """int8 shape errors of chain beats, shape (n,); no state involved."""
+        if len(beats) == 0:
+            return np.zeros(0, np.float64)
+        return self.errors_of_inputs(beats_to_inputs(beats))
 
-        Returns
-        -------
-        NDArray[np.float64], shape (n,)
-        """
+    def errors_of_windows(self, windows: NDArray[np.floating]) -> NDArray[np.float64]:
+        """int8 shape errors of bare windows, shape (n, points) or (points,)."""
         windows = np.asarray(windows, np.float32)
         if windows.ndim == 1:
             windows = windows[None, :]
-        if prematurity is None:
-            prematurity = np.zeros(windows.shape[0], np.float32)
-        return self.score_inputs(model_inputs(windows, prematurity))
+        return self.errors_of_inputs(model_inputs(windows))
 
-    def score_inputs(self, inputs: NDArray[np.floating]) -> NDArray[np.float64]:
-        """Score model inputs, shape (n, points, channels) real values."""
+    def errors_of_inputs(self, inputs: NDArray[np.floating]) -> NDArray[np.float64]:
+        """int8 shape errors of model inputs, shape (n, points, 1) real values."""
         inputs = self._checked_inputs(inputs)
-        outputs = self.reconstruct(inputs)
-        return standardized_mse(
-            inputs, outputs, self._residual_sd, self.bundle.window_z2_cap
-        )
+        return mse(inputs, self.reconstruct(inputs))
 
     def reconstruct(self, inputs: NDArray[np.floating]) -> NDArray[np.float64]:
         """Run the int8 model on each input alone.
 
         Parameters
         ----------
-        inputs : NDArray[np.floating], shape (n, points, channels)
+        inputs : NDArray[np.floating], shape (n, points, 1)
 
         Returns
         -------
-        NDArray[np.float64], shape (n, points, channels)
+        NDArray[np.float64], shape (n, points, 1)
             Dequantized reconstructions.
         """
         inputs = self._checked_inputs(inputs)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from beatguard.device.bundle import PrematurityFeature, beats_to_inputs
+from beatguard.device.bundle import beats_prematurity, beats_to_inputs
 from beatguard.device.chain import ChainConfig, beats_from_record
 from beatguard.device.errors import ModelError
 from beatguard.device.records import Record, read_record
@@ -33,9 +33,11 @@ class TrainingSet:
 
     Attributes
     ----------
-    inputs : NDArray[np.float32], shape (n, points, 2)
-        Window and prematurity channels, records one after another, each in
-        time order.
+    inputs : NDArray[np.float32], shape (n, points, 1)
+        Beat windows, records one after another, each in time order.
+    prematurity : NDArray[np.float64], shape (n,)
+        How early each beat came
+        (:func:`~beatguard.device.decision.prematurity`).
     config : ChainConfig
         Chain settings of the first record (all records share window,
         filter and normalization settings).
@@ -44,6 +46,7 @@ class TrainingSet:
     """
 
     inputs: NDArray[np.float32]
+    prematurity: NDArray[np.float64]
     config: ChainConfig
     summary: dict = field(default_factory=dict)
 
@@ -80,7 +83,6 @@ def record_training_beats(
 def personal_training_set(
     paths: Sequence[str | Path],
     minutes: float,
-    feature: PrematurityFeature,
     chain_overrides: dict[str, Any] | None = None,
     read_options: dict[str, Any] | None = None,
 ) -> TrainingSet:
@@ -93,7 +95,6 @@ def personal_training_set(
     minutes : float
         Training minutes taken from the start of each record; labels are
         never looked at.
-    feature : PrematurityFeature
     chain_overrides : dict, optional
         ChainConfig settings other than the record's own (window, filters,
         normalization).
@@ -116,7 +117,7 @@ def personal_training_set(
     if not paths:
         raise ModelError("no records to train on")
     overrides = dict(chain_overrides or {})
-    parts, counts, names = [], [], []
+    parts, prems, counts, names = [], [], [], []
     first_config = None
     for path in paths:
         record = read_record(path, **(read_options or {}))
@@ -125,7 +126,8 @@ def personal_training_set(
         if not beats:
             raise ModelError(f"{path}: no beats found in the first {minutes:g} min")
         log.info("%s: %d beats in the first %g min", record.name, len(beats), minutes)
-        parts.append(beats_to_inputs(beats, feature))
+        parts.append(beats_to_inputs(beats))
+        prems.append(beats_prematurity(beats))
         counts.append(len(beats))
         names.append(record.name)
         if first_config is None:
@@ -141,6 +143,7 @@ def personal_training_set(
             )
     return TrainingSet(
         inputs=np.concatenate(parts).astype(np.float32),
+        prematurity=np.concatenate(prems),
         config=first_config,
         summary={
             "records": names,

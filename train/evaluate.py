@@ -5,10 +5,15 @@ int8 bundle, run a fresh device chain from the end of the training minutes
 (exactly the beats the device would see when the record is replayed from
 there), score them with the int8 :class:`~beatguard.device.scorer.Scorer`,
 match them to the reference beats (150 ms) and measure PVC detection. The
-same beats are also scored by the float Keras model and by two baselines
-fitted on the same training minutes: the distance to the median training
-window, cut with amplitude kept (relative to the recent beats), and a small
-dense autoencoder shaped like the TensorFlow tutorial's.
+same beats are also scored by the float Keras model (its errors through the
+same decision, calibrated on float errors) and by two baselines fitted on
+the same training minutes: the distance to the median training window, cut
+with amplitude kept (relative to the recent beats), and a small dense
+autoencoder shaped like the TensorFlow tutorial's. Both baselines score
+shape alone, so the int8 model's shape error alone (``auc_int8_shape``) is
+reported beside them, and the template distance is also put through the
+same decision as the model (``auc_template_decision``): what a user would
+get from the decision without the LSTM.
 """
 
 from __future__ import annotations
@@ -21,15 +26,21 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from beatguard.device.bundle import beats_to_inputs, load_bundle, standardized_mse
+from beatguard.device.bundle import (
+    beats_prematurity,
+    beats_to_inputs,
+    load_bundle,
+    mse,
+)
 from beatguard.device.chain import ChainConfig, beats_from_record
+from beatguard.device.decision import BeatDecision, DecisionSettings
 from beatguard.device.errors import ModelError
 from beatguard.device.evaluation import match_beats
 from beatguard.device.records import Record, read_record
 from beatguard.device.scorer import Scorer
 from beatguard.device.types import Beat
 from beatguard.train.dataset import training_stop_sample
-from beatguard.train.fit import TrainSettings, predict
+from beatguard.train.fit import TrainSettings, calibrate_decision, predict
 from beatguard.train.keras_setup import seed_everything, tensorflow_and_keras
 from beatguard.train.models import build_dense_autoencoder
 from beatguard.train.personal import train_personal
@@ -174,10 +185,10 @@ def evaluate_record(
     Returns
     -------
     RecordEvaluation
-        ``figures`` holds ``auc_int8``, ``auc_float``, ``auc_int8_shape``
-        (the int8 score of the window channel alone, without the
-        prematurity channel: how much the beat's shape by itself tells),
-        ``auc_template``,
+        ``figures`` holds ``auc_int8`` (the decision's score), ``auc_float``,
+        ``auc_int8_shape`` (the int8 shape error alone, without timing: how
+        much the beat's shape by itself tells), ``auc_template``,
+        ``auc_template_decision``,
         ``auc_dense_ae``, ``se``, ``ppv``, ``false_alarms_per_hour``,
         ``model_bytes``, ``dropped_beats`` and the counts behind them.
 
@@ -204,16 +215,18 @@ def evaluate_record(
     scored = score_record(record, out, train_end, interpreter=interpreter)
     run = load_run(out)
     bundle = load_bundle(out)
-    inputs = beats_to_inputs(scored.beats, bundle.prematurity)
-    float_scores = standardized_mse(
-        inputs,
-        predict(run.model, inputs),
-        np.asarray(run.info["residual_sd"]),
-        bundle.window_z2_cap,
+    inputs = beats_to_inputs(scored.beats)
+    prem = beats_prematurity(scored.beats)
+    float_decision = BeatDecision(
+        DecisionSettings.from_dict(run.info["float_decision"])
     )
-    template_scores = template_baseline_scores(
+    float_scores, _ = float_decision.judge(
+        mse(inputs, predict(run.model, inputs)), prem
+    )
+    template_scores, template_train = template_baseline_scores(
         record, bundle.meta["chain"], train_end, scored.samples
     )
+    template_decision_scores = template_decision(template_train, template_scores, prem)
     dense_scores = dense_autoencoder_scores(
         run.fit_inputs[:, :, 0], inputs[:, :, 0], settings.seed
     )
@@ -232,12 +245,7 @@ def evaluate_record(
 
     with Scorer(out, interpreter=interpreter) as scorer:
         int8_outputs = scorer.reconstruct(inputs)
-    shape_scores = standardized_mse(
-        inputs[:, :, :1],
-        int8_outputs[:, :, :1],
-        np.asarray(bundle.meta["score"]["residual_sd"])[:, :1],
-        bundle.window_z2_cap,
-    )
+    shape_scores = mse(inputs, int8_outputs)
 
     flagged = scored.anomalous
     tp = int(np.sum(flagged[match.det_index] & is_v[match.ref_index]))
@@ -249,6 +257,9 @@ def evaluate_record(
         "auc_float": roc_auc(labels_det[matched], float_scores[matched]),
         "auc_int8_shape": roc_auc(labels_det[matched], shape_scores[matched]),
         "auc_template": roc_auc(labels_det[matched], template_scores[matched]),
+        "auc_template_decision": roc_auc(
+            labels_det[matched], template_decision_scores[matched]
+        ),
         "auc_dense_ae": roc_auc(labels_det[matched], dense_scores[matched]),
         "se": tp / v_total if v_total else float("nan"),
         "ppv": tp / flagged_total if flagged_total else float("nan"),
@@ -285,6 +296,8 @@ def evaluate_record(
             "int8": scored.scores,
             "float": float_scores,
             "template": template_scores,
+            "template_decision": template_decision_scores,
+            "int8_shape": shape_scores,
             "dense_ae": dense_scores,
         },
         threshold=scored.threshold,
@@ -321,7 +334,10 @@ def template_baseline_scores(
 
     Returns
     -------
-    NDArray[np.float64], shape (n,)
+    scores : NDArray[np.float64], shape (n,)
+    training : NDArray[np.float64], shape (m,)
+        Distances of the training minutes' own beats, in time order, to a
+        template of the beats before the last 20 % (for calibration).
 
     Raises
     ------
@@ -339,9 +355,36 @@ def template_baseline_scores(
             f"{record.name}: {len(missing)} scored beats (first at sample "
             f"{missing[0]}) not cut by the relative-amplitude chain"
         )
-    return template_distance(
+    scores = template_distance(
         train_windows, np.stack([windows[int(s)] for s in samples])
     )
+    fit_count = int(round(len(train_windows) * 0.8))
+    held_out = template_distance(train_windows[:fit_count], train_windows[fit_count:])
+    return scores, held_out
+
+
+def template_decision(
+    held_out: NDArray[np.floating],
+    scores: NDArray[np.floating],
+    prematurity_share: NDArray[np.floating],
+) -> NDArray[np.float64]:
+    """Template distances through the model's decision, calibrated the same way.
+
+    Parameters
+    ----------
+    held_out : NDArray[np.floating], shape (m,)
+        Distances of the last training beats to the template of the others.
+    scores : NDArray[np.floating], shape (n,)
+        Distances of the scored beats, in time order.
+    prematurity_share : NDArray[np.floating], shape (n,)
+
+    Returns
+    -------
+    NDArray[np.float64], shape (n,)
+    """
+    settings, _ = calibrate_decision(held_out, TrainSettings())
+    judged, _ = BeatDecision(settings).judge(scores, prematurity_share)
+    return judged
 
 
 def template_distance(

@@ -58,12 +58,11 @@ def train_personal(
         Too few beats, or training diverged.
     """
     settings = settings or TrainSettings()
-    feature = settings.feature
-    data = personal_training_set(paths, minutes, feature, chain_overrides, read_options)
+    data = personal_training_set(paths, minutes, chain_overrides, read_options)
     if data.config.window_points != settings.spec.points:
         settings = replace(
             settings, spec=replace(settings.spec, points=data.config.window_points)
         )
-    result = train_robust(data.inputs, settings)
-    save_run(out_folder, result, settings, data.config.to_dict(), feature, data.summary)
+    result = train_robust(data.inputs, data.prematurity, settings)
+    save_run(out_folder, result, settings, data.config.to_dict(), data.summary)
     return result

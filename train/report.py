@@ -49,11 +49,11 @@ def plot_record(ev: RecordEvaluation, folder: str | Path) -> list[Path]:
 
 
 def plot_scores(ev: RecordEvaluation, path: Path) -> Path:
-    """Int8 score per beat against time (minutes), log scale, threshold line."""
+    """Int8 anomaly score per beat against time (minutes), threshold line."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(11, 4))
     minutes = ev.times_s / 60.0
-    scores = np.maximum(ev.scores["int8"], 1e-3)
+    scores = ev.scores["int8"]
     ax.scatter(
         minutes[~ev.labels], scores[~ev.labels], s=4, c="tab:blue", label="other"
     )
@@ -61,9 +61,8 @@ def plot_scores(ev: RecordEvaluation, path: Path) -> Path:
         minutes[ev.labels], scores[ev.labels], s=10, c="tab:red", label="PVC (V)"
     )
     ax.axhline(ev.threshold, color="k", ls="--", lw=1, label="threshold")
-    ax.set_yscale("log")
     ax.set_xlabel("time (min)")
-    ax.set_ylabel("int8 score (standardized MSE)")
+    ax.set_ylabel("anomaly score (shape z + timing)")
     ax.set_title(f"record {ev.name}: score of every scored beat")
     ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
@@ -111,7 +110,9 @@ def plot_roc(ev: RecordEvaluation, path: Path) -> Path:
     for key, label in (
         ("int8", "LSTM AE int8"),
         ("float", "LSTM AE float"),
+        ("int8_shape", "LSTM AE int8, shape error alone"),
         ("template", "median-beat distance"),
+        ("template_decision", "median-beat distance + decision"),
         ("dense_ae", "dense AE (tutorial)"),
     ):
         fpr, tpr = roc_curve(ev.labels, ev.scores[key])

@@ -6,12 +6,11 @@ A run folder holds
 file                content
 ==================  ==========================================================
 ``keras_model.h5``  the float ``tf_keras`` autoencoder
-``training.json``   settings, chain configuration, prematurity feature,
-                    float residual spread and threshold, calibration and
-                    training summaries
+``training.json``   settings, chain configuration, the decision calibrated
+                    on the float model, calibration and training summaries
 ``beats.npz``       ``fit_inputs`` (beats the model was fitted on) and
-                    ``calibration_inputs`` (held-out beats for the threshold),
-                    float32 ``(n, points, channels)``
+                    ``calibration_inputs`` (held-out beats, in time order,
+                    for the decision), float32 ``(n, points, 1)``
 ==================  ==========================================================
 
 ``beatguard convert`` adds ``model.tflite`` and ``model.json`` to the same
@@ -28,7 +27,6 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from beatguard.device.bundle import PrematurityFeature
 from beatguard.device.errors import BundleCorrupt, BundleNotFound
 from beatguard.train.fit import FitResult, TrainSettings
 from beatguard.train.keras_setup import tensorflow_and_keras
@@ -53,7 +51,7 @@ class TrainingRun:
     info : dict
         The whole of ``training.json``.
     fit_inputs, calibration_inputs : NDArray[np.float32]
-        Shape (n, points, channels).
+        Shape (n, points, 1).
     """
 
     folder: Path
@@ -69,7 +67,6 @@ def save_run(
     result: FitResult,
     settings: TrainSettings,
     chain: dict,
-    feature: PrematurityFeature,
     data: dict,
 ) -> Path:
     """Write a training run folder.
@@ -82,7 +79,6 @@ def save_run(
     settings : TrainSettings
     chain : dict
         ``ChainConfig.to_dict()`` of the chain that cut the beats.
-    feature : PrematurityFeature
     data : dict
         Where the beats came from (records, minutes, beats per record).
 
@@ -103,9 +99,7 @@ def save_run(
     info = {
         "settings": settings.to_dict(),
         "chain": chain,
-        "features": {"prematurity": feature.to_dict()},
-        "residual_sd": result.residual_sd.tolist(),
-        "float_threshold": result.threshold,
+        "float_decision": result.decision.to_dict(),
         "calibration": result.calibration,
         "summary": result.summary(),
         "data": data,

@@ -238,13 +238,13 @@ def _score_plot(beats: dict, result: dict, fs_hz: float, path: Path) -> Path:
     t_s = start_s + beats["sample"] / fs_hz
     fig, ax = plt.subplots(figsize=(11, 3.6), layout="constrained")
     normal = ~beats["anomalous"]
-    ax.semilogy(t_s[normal], beats["score"][normal], ".", ms=4, label="normal")
-    ax.semilogy(
+    ax.plot(t_s[normal], beats["score"][normal], ".", ms=4, label="normal")
+    ax.plot(
         t_s[~normal], beats["score"][~normal], "o", ms=4, color="C3", label="anomalous"
     )
     ax.axhline(result["threshold"], color="k", ls="--", lw=1, label="threshold")
     ax.set_xlabel("record time (s)")
-    ax.set_ylabel("anomaly score (log)")
+    ax.set_ylabel("anomaly score (shape z + timing)")
     ax.set_title("Per-beat anomaly score of the int8 model, as logged on the device")
     ax.legend(loc="upper right", ncols=3)
     ax.grid(alpha=0.3)

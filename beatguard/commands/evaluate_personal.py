@@ -90,7 +90,9 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"{name}: AUC int8 {fig['auc_int8']:.4f} float {fig['auc_float']:.4f} "
             f"shape only {fig['auc_int8_shape']:.4f} "
-            f"template {fig['auc_template']:.4f} dense {fig['auc_dense_ae']:.4f} | "
+            f"template {fig['auc_template']:.4f} "
+            f"(with decision {fig['auc_template_decision']:.4f}) "
+            f"dense {fig['auc_dense_ae']:.4f} | "
             f"Se {fig['se']:.3f} +P {fig['ppv']:.3f} FA/h "
             f"{fig['false_alarms_per_hour']:.1f} | {fig['model_bytes']} B, "
             f"dropped {fig['dropped_beats']}"
