@@ -56,7 +56,12 @@ SCHEMA: tuple[tuple[str, str, str, str], ...] = (
     ("beats", "id", "INTEGER PRIMARY KEY", "row number"),
     ("beats", "session", "INTEGER NOT NULL REFERENCES sessions(id)", "session"),
     ("beats", "sample", "INTEGER NOT NULL", "R peak, stream index since start"),
-    ("beats", "score", "REAL", "reconstruction error; NULL if not scored"),
+    (
+        "beats",
+        "score",
+        "REAL",
+        "anomaly score (the bundle decision: shape z + timing); NULL if not scored",
+    ),
     ("beats", "anomalous", "INTEGER NOT NULL", "1 if score > threshold, else 0"),
     ("beats", "quality", "INTEGER NOT NULL", "Quality flags at the beat (0 good)"),
     ("beats", "rr_before_s", "REAL", "seconds since the previous beat"),
@@ -289,7 +294,7 @@ class EventLog:
         sample : int
             R peak, stream index since the session started.
         score : float or None
-            Reconstruction error, or None when the beat was not scored.
+            Anomaly score (the bundle decision), or None when not scored.
         anomalous : bool
         quality : int
             ``Quality`` flags in force at the beat.

@@ -62,9 +62,11 @@ def run(args: argparse.Namespace) -> int:
     work.mkdir(parents=True, exist_ok=True)
     settings = TrainSettings(seed=args.seed)
     if args.epochs is not None:
-        settings = replace(settings, epochs=args.epochs)
+        settings = replace(settings, epochs=args.epochs, min_fit_steps=0)
     if args.first_pass_epochs is not None:
-        settings = replace(settings, first_pass_epochs=args.first_pass_epochs)
+        settings = replace(
+            settings, first_pass_epochs=args.first_pass_epochs, first_pass_min_steps=0
+        )
     results = {}
     evaluations = []
     for path in args.records:

@@ -70,7 +70,9 @@ def settings_from_args(args: argparse.Namespace):
         # the beats (no minimum of gradient steps).
         settings = replace(settings, epochs=args.epochs, min_fit_steps=0)
     if args.first_pass_epochs is not None:
-        settings = replace(settings, first_pass_epochs=args.first_pass_epochs)
+        settings = replace(
+            settings, first_pass_epochs=args.first_pass_epochs, first_pass_min_steps=0
+        )
     if args.false_alarm_rate is not None:
         if not 0 < args.false_alarm_rate < 0.5:
             raise ConfigError(

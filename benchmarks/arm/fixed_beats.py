@@ -176,7 +176,7 @@ def score_beats(bundle_dir: Path, beats: list, interpreter: str) -> tuple:
 
     with Scorer(bundle_dir, interpreter=interpreter) as scorer:
         scores = scorer.score_beats(beats)
-        recon = scorer.reconstruct(beats_to_inputs(beats, scorer.bundle.prematurity))
+        recon = scorer.reconstruct(beats_to_inputs(beats))
     return np.asarray(scores, np.float64), recon
 
 
@@ -277,9 +277,7 @@ def op_outputs(
         for op in ops
         for t in op["outputs"]
     ]
-    quantized = bundle.input_quantization.quantize(
-        beats_to_inputs(beats, bundle.prematurity)
-    )
+    quantized = bundle.input_quantization.quantize(beats_to_inputs(beats))
     in_index = interp.get_input_details()[0]["index"]
     per_op: dict[str, list] = {key: [] for key, _ in keys}
     for i in range(quantized.shape[0]):

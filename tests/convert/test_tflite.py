@@ -95,13 +95,24 @@ def test_bundle_model_is_fused_int8_and_within_32_kb(bundle_106):
     assert meta["model_sha256"] == sha256_of(model)
 
 
-def test_bundle_threshold_is_recalibrated_on_int8_scores(bundle_106):
+def test_bundle_decision_is_recalibrated_on_int8_errors(bundle_106):
+    from beatguard.device.bundle import mse
+    from beatguard.device.scorer import Scorer
+    from beatguard.train.fit import TrainSettings, calibrate_decision
+    from beatguard.train.run import load_run
+
     meta = json.loads((bundle_106 / "model.json").read_text())
     calibration = meta["calibration"]
     assert calibration["scores"] == "int8"
     assert calibration["beats"] >= 10
-    assert meta["threshold"] >= calibration["lognormal_threshold"]
-    assert meta["threshold"] == max(
-        calibration["lognormal_threshold"], calibration["min_threshold"]
-    )
-    assert meta["parity"]["reconstruction_rms_int8_vs_float"] <= meta["parity"]["limit"]
+    run = load_run(bundle_106)
+    with Scorer(bundle_106) as scorer:
+        int8_errors = mse(
+            run.calibration_inputs, scorer.reconstruct(run.calibration_inputs)
+        )
+    expected, _ = calibrate_decision(int8_errors, TrainSettings())
+    assert meta["decision"] == expected.to_dict()
+    assert calibration["log_median"] != calibration["float_log_median"]
+    parity = meta["parity"]
+    assert parity["reconstruction_rms_int8_vs_float"] <= parity["limit"]
+    assert parity["median_error_ratio_int8_vs_float"] <= parity["error_ratio_limit"]

@@ -10,11 +10,11 @@ import pytest
 
 from beatguard.device.bundle import (
     SCHEMA_VERSION,
-    PrematurityFeature,
     Quantization,
     load_bundle,
     model_inputs,
 )
+from beatguard.device.decision import prematurity
 from beatguard.device.errors import BundleCorrupt, BundleMismatch, BundleNotFound
 from beatguard.device.scorer import Scorer
 
@@ -44,6 +44,8 @@ def test_converted_bundle_loads_with_its_chain_and_threshold(bundle_106):
     bundle = load_bundle(bundle_106)
     assert bundle.meta["schema_version"] == SCHEMA_VERSION
     assert bundle.threshold > 0
+    assert bundle.decision.threshold == bundle.threshold
+    assert bundle.meta["input"]["shape"] == [1, 64, 1]
     config = bundle.chain_config()
     assert config.window_points == bundle.points == 64
     assert bundle.meta["calibration"]["scores"] == "int8"
@@ -105,7 +107,6 @@ def test_model_whose_input_shape_differs_from_json_is_refused_at_load(bundle_cop
     def shrink(meta):
         meta["input"]["shape"][1] = meta["output"]["shape"][1] = 32
         meta["chain"]["window_points"] = 32
-        meta["score"]["residual_sd"] = meta["score"]["residual_sd"][:32]
 
     _edit_meta(bundle_copy, shrink)
     load_bundle(bundle_copy)  # the JSON alone is consistent
@@ -135,18 +136,25 @@ def test_quantization_rounds_with_zero_point_and_clips_to_int8():
     np.testing.assert_allclose(q.dequantize(q.quantize(values[:3])), [0.0, 0.5, -1.0])
 
 
-def test_prematurity_is_zero_on_time_late_or_unknown_and_grows_when_early():
-    feature = PrematurityFeature(gain=4.0, clip=0.5, dead_zone=0.1)
-    rr = np.array([1.0, 1.5, np.nan, 0.6, 0.1, 0.8])
-    avg = np.array([1.0, 1.0, 1.0, 1.0, 1.0, np.nan])
-    np.testing.assert_allclose(
-        feature.values(rr, avg), [0.0, 0.0, 0.0, 1.2, 2.0, 0.0], atol=1e-6
-    )
+def test_prematurity_is_the_share_early_and_zero_when_unknown():
+    rr = np.array([1.0, 1.5, np.nan, 0.6, 0.8, -1.0])
+    avg = np.array([1.0, 1.0, 1.0, 1.0, np.nan, 1.0])
+    np.testing.assert_allclose(prematurity(rr, avg), [0.0, -0.5, 0.0, 0.4, 0.0, 0.0])
 
 
-def test_model_inputs_stack_window_and_feature_channels():
+def test_model_inputs_are_windows_as_one_channel():
     windows = np.arange(6, dtype=np.float32).reshape(2, 3)
-    x = model_inputs(windows, np.array([0.0, 1.5]))
-    assert x.shape == (2, 3, 2) and x.dtype == np.float32
+    x = model_inputs(windows)
+    assert x.shape == (2, 3, 1) and x.dtype == np.float32
     np.testing.assert_array_equal(x[:, :, 0], windows)
-    np.testing.assert_array_equal(x[1, :, 1], [1.5, 1.5, 1.5])
+
+
+def test_decision_threshold_must_agree_and_be_usable(bundle_copy):
+    _edit_meta(bundle_copy, lambda m: m.update(threshold=m["threshold"] + 1))
+    with pytest.raises(BundleMismatch) as err:
+        load_bundle(bundle_copy)
+    assert "decision" in _one_line(err.value)
+    _edit_meta(bundle_copy, lambda m: m["decision"].pop("log_sd"))
+    with pytest.raises(BundleMismatch) as err:
+        load_bundle(bundle_copy)
+    assert "decision settings unusable" in _one_line(err.value)

@@ -8,7 +8,9 @@ import sys
 import numpy as np
 import pytest
 
+from beatguard.device.bundle import beats_prematurity, load_bundle
 from beatguard.device.chain import beats_from_record
+from beatguard.device.decision import BeatDecision
 from beatguard.device.records import read_record
 from beatguard.device.scorer import Scorer, interpreter_class
 
@@ -32,19 +34,27 @@ def _manual_run(bundle_dir, quantized):
     return interp.get_tensor(out["index"])[0], out["quantization"]
 
 
-def test_same_beat_scored_twice_or_after_another_gets_identical_score(
+def test_same_beat_scored_twice_or_after_another_gets_identical_error(
     bundle_106, beats_106
 ):
     with Scorer(bundle_106) as scorer:
         beat = beats_106[5]
-        first = scorer.score_beats([beat])
-        again = scorer.score_beats([beat])
-        odd = beats_106[6].window * -3.0
-        scorer.score_windows(odd[None, :], np.array([2.0]))
-        after_odd = scorer.score_beats([beat])
-        in_batch = scorer.score_beats(beats_106[:10])
+        first = scorer.shape_errors([beat])
+        again = scorer.shape_errors([beat])
+        scorer.errors_of_windows(beats_106[6].window * -3.0)
+        after_odd = scorer.shape_errors([beat])
+        in_batch = scorer.shape_errors(beats_106[:10])
     assert first.tobytes() == again.tobytes() == after_odd.tobytes()
     assert in_batch[5].tobytes() == first[0].tobytes()
+
+
+def test_reconstruction_does_not_depend_on_the_beat_before(bundle_106, beats_106):
+    with Scorer(bundle_106) as scorer:
+        x = np.asarray(beats_106[2].window, np.float32)[None, :, None]
+        alone = scorer.reconstruct(x)
+        scorer.reconstruct(-5.0 * x)
+        after = scorer.reconstruct(x)
+    assert alone.tobytes() == after.tobytes()
 
 
 def test_inputs_use_model_scale_and_zero_point_and_outputs_are_dequantized(
@@ -52,7 +62,7 @@ def test_inputs_use_model_scale_and_zero_point_and_outputs_are_dequantized(
 ):
     with Scorer(bundle_106) as scorer:
         q_in, q_out = scorer.input_quantization, scorer.output_quantization
-        x = np.stack([beats_106[3].window, np.zeros(scorer.points)], axis=-1)
+        x = np.asarray(beats_106[3].window, np.float32)[:, None]
         rebuilt = scorer.reconstruct(x[None])[0]
     raw, (scale, zero_point) = _manual_run(bundle_106, q_in.quantize(x))
     assert (scale, zero_point) == pytest.approx((q_out.scale, q_out.zero_point))
@@ -64,7 +74,7 @@ def test_inputs_use_model_scale_and_zero_point_and_outputs_are_dequantized(
 def test_out_of_range_inputs_are_clipped_not_wrapped(bundle_106, beats_106):
     with Scorer(bundle_106) as scorer:
         q_in = scorer.input_quantization
-        huge = np.stack([beats_106[3].window * 1000.0, np.zeros(scorer.points)], -1)
+        huge = np.asarray(beats_106[3].window, np.float64)[:, None] * 1000.0
         quantized = q_in.quantize(huge)
         assert quantized.min() == -128 and quantized.max() == 127
         signs = np.sign(huge[:, 0])
@@ -78,23 +88,29 @@ def test_out_of_range_inputs_are_clipped_not_wrapped(bundle_106, beats_106):
     )
 
 
-def test_score_beats_uses_windows_and_rr_prematurity(bundle_106, beats_106):
+def test_score_beats_is_the_bundle_decision_on_int8_errors_and_rr(
+    bundle_106, beats_106
+):
     with Scorer(bundle_106) as scorer:
-        feature = scorer.bundle.prematurity
-        rr = np.array([b.rr_before_s for b in beats_106])
-        avg = np.array([b.rr_avg_s for b in beats_106])
+        errors = scorer.shape_errors(beats_106)
         windows = np.stack([b.window for b in beats_106])
-        by_beats = scorer.score_beats(beats_106)
-        by_windows = scorer.score_windows(windows, feature.values(rr, avg))
-        flags = scorer.is_anomalous(by_beats)
-    assert by_beats.dtype == np.float64 and by_beats.shape == (len(beats_106),)
-    np.testing.assert_array_equal(by_beats, by_windows)
-    np.testing.assert_array_equal(flags, by_beats > scorer.threshold)
+        by_windows = scorer.errors_of_windows(windows)
+        scores = scorer.score_beats(beats_106)
+        flags = scorer.is_anomalous(scores)
+        scorer.reset_reference()
+        again = scorer.score_beats(beats_106)
+    np.testing.assert_array_equal(errors, by_windows)
+    decision = BeatDecision(load_bundle(bundle_106).decision)
+    expected, expected_flags = decision.judge(errors, beats_prematurity(beats_106))
+    assert scores.dtype == np.float64 and scores.shape == (len(beats_106),)
+    assert scores.tobytes() == expected.tobytes() == again.tobytes()
+    np.testing.assert_array_equal(flags, expected_flags)
+    np.testing.assert_array_equal(flags, scores > scorer.threshold)
 
 
 def test_wrong_window_length_is_refused(bundle_106):
     with Scorer(bundle_106) as scorer, pytest.raises(ValueError, match="shape"):
-        scorer.score_windows(np.zeros((2, 40), np.float32))
+        scorer.errors_of_windows(np.zeros((2, 40), np.float32))
 
 
 def test_close_twice_is_harmless(bundle_106):
@@ -108,7 +124,7 @@ def test_scorer_never_imports_tensorflow_when_litert_is_present(bundle_106):
         "import sys, numpy as np\n"
         "from beatguard.device.scorer import Scorer\n"
         f"s = Scorer({str(bundle_106)!r})\n"
-        "s.score_windows(np.random.default_rng(0).normal(size=(3, s.points)))\n"
+        "s.errors_of_windows(np.random.default_rng(0).normal(size=(3, s.points)))\n"
         "assert s.interpreter_name == 'ai-edge-litert', s.interpreter_name\n"
         "assert 'tensorflow' not in sys.modules\n"
         "assert 'tf_keras' not in sys.modules\n"
@@ -123,7 +139,7 @@ def test_scorer_never_imports_tensorflow_when_litert_is_present(bundle_106):
 def test_each_installed_interpreter_gives_the_same_scores(bundle_106, beats_106, name):
     pytest.importorskip(name.replace("-", "_"), reason=f"{name} is not installed")
     with Scorer(bundle_106, interpreter="ai-edge-litert") as ref:
-        expected = ref.score_beats(beats_106[:20])
+        expected = ref.shape_errors(beats_106[:20])
     with Scorer(bundle_106, interpreter=name) as scorer:
         assert scorer.interpreter_name == name
-        np.testing.assert_allclose(scorer.score_beats(beats_106[:20]), expected)
+        np.testing.assert_allclose(scorer.shape_errors(beats_106[:20]), expected)

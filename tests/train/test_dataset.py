@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from beatguard.device.bundle import PrematurityFeature
 from beatguard.device.records import read_record
 from beatguard.train.dataset import personal_training_set
 
@@ -14,14 +13,13 @@ def test_csv_capture_gives_the_same_beats_as_its_wfdb_record(mitdb, tmp_path):
     stop = int(2 * 60 * record.fs_hz)
     csv = tmp_path / "capture.csv"
     np.savetxt(csv, record.counts[:stop], fmt="%d")
-    feature = PrematurityFeature()
     options = {
         "fs_hz": record.fs_hz,
         "gain_counts_per_mv": record.gain_counts_per_mv,
         "baseline_counts": record.baseline_counts,
     }
-    from_csv = personal_training_set([csv], 2.0, feature, read_options=options)
-    from_wfdb = personal_training_set([mitdb / "106"], 2.0, feature)
+    from_csv = personal_training_set([csv], 2.0, read_options=options)
+    from_wfdb = personal_training_set([mitdb / "106"], 2.0)
     assert from_csv.summary["records"] == ["capture"]
     assert abs(len(from_csv.inputs) - len(from_wfdb.inputs)) <= 2
     n = min(len(from_csv.inputs), len(from_wfdb.inputs)) // 2

@@ -66,6 +66,7 @@ def test_evaluate_personal_writes_figures_and_plots(mitdb, tmp_path):
         "auc_float",
         "auc_int8_shape",
         "auc_template",
+        "auc_template_decision",
         "auc_dense_ae",
         "se",
         "ppv",
