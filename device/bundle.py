@@ -31,9 +31,9 @@ key                        meaning
 ``decision``               :class:`~beatguard.device.decision.DecisionSettings`
                            (``threshold``, ``log_sd``,
                            ``reference_log_errors``, ``history_beats``,
-                           ``timing_weight``, ``timing_dead_zone``,
-                           ``timing_scale``): how shape error and prematurity
-                           make the anomaly score
+                           ``history_accept``, ``timing_weight``,
+                           ``timing_dead_zone``, ``timing_scale``): how shape
+                           error and prematurity make the anomaly score
 ``threshold``              the decision's threshold on that score (a copy of
                            ``decision.threshold``, for people reading the file)
 ``calibration``            ``method``, ``target_false_alarm_rate``,

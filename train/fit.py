@@ -103,7 +103,7 @@ class TrainSettings:
         The same split rule for the held-out beats' errors
         (:func:`score_outliers`), stricter: the high group of a split is
         left out of the calibration whole.
-    history_beats, timing_weight, timing_dead_zone, timing_scale
+    history_beats, history_accept, timing_weight, timing_dead_zone, timing_scale
         The decision's settings
         (:class:`~beatguard.device.decision.DecisionSettings`).
     """
@@ -126,6 +126,7 @@ class TrainSettings:
     ectopic_run_beats: int = 3
     calibration_separation_min: float = 0.8
     history_beats: int = 64
+    history_accept: float = 4.0
     timing_weight: float = 3.0
     timing_dead_zone: float = 0.1
     timing_scale: float = 0.1
@@ -421,6 +422,7 @@ def calibrate_decision(
         log_sd=spread,
         reference_log_errors=tuple(float(v) for v in logs[-settings.history_beats :]),
         history_beats=settings.history_beats,
+        history_accept=settings.history_accept,
         timing_weight=settings.timing_weight,
         timing_dead_zone=settings.timing_dead_zone,
         timing_scale=settings.timing_scale,

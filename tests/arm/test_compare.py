@@ -175,7 +175,7 @@ def test_op_outputs_of_a_beat_do_not_depend_on_the_beats_before_it(
         assert together[key].shape[0] == 3
         assert together[key][2].tobytes() == last_alone[key][0].tobytes()
     final = together[list(together)[-1]]
-    assert final.shape[1:] == (1, points, 2)
+    assert final.shape[1:] == (1, points, 1)
     assert final.dtype == np.int8
 
 

@@ -141,7 +141,7 @@ def test_screening_drops_the_far_morphology_of_the_bundled_record():
     distance = np.mean((windows - np.median(windows, axis=0)) ** 2, axis=1)
     far = distance > 8 * np.median(distance)  # its PVCs, about one beat in six
     marked = screen_beats(inputs, prem, TrainSettings())
-    assert far.sum() > 20 and marked[far].mean() > 0.9
+    assert far.sum() > 20 and marked[far].mean() > 0.8
     assert marked[~far].mean() < 0.3
 
 
