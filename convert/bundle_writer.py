@@ -1,7 +1,9 @@
 """Turn a training run folder into a model bundle the device can load.
 
-Steps: quantize the float model to full int8 (representative set: the
-beats it was fitted on), check the graph's ops, write ``model.tflite``,
+Steps: add a constant to the float model's output so that it is positive
+(``output_offset``: the int8 output then rounds the same way on every
+kernel family), quantize it to full int8 (representative set: the beats it
+was fitted on), check the graph's ops, write ``model.tflite``,
 run the int8 model on the held-out beats to re-calibrate the decision on
 int8 shape errors, check on the training beats that int8 and float agree
 (reconstructions and shape errors), and write ``model.json`` with the
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,7 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 import beatguard
-from beatguard.convert.tflite import convert_int8
+from beatguard.convert.tflite import convert_int8, output_offset, with_output_offset
 from beatguard.device.bundle import (
     CHANNELS,
     META_FILE,
@@ -86,10 +89,13 @@ def convert_run(
     out = Path(out_folder) if out_folder is not None else run.folder
     out.mkdir(parents=True, exist_ok=True)
     representative = _spread_subset(run.fit_inputs, REPRESENTATIVE_BEATS)
-    flatbuffer = convert_int8(run.model, run.spec, representative)
+    offset = output_offset(run.model, representative)
+    shifted = with_output_offset(run.model, run.spec, offset)
+    flatbuffer = convert_int8(shifted, run.spec, representative)
     (out / META_FILE).unlink(missing_ok=True)
     (out / MODEL_FILE).write_bytes(flatbuffer)
     in_q, out_q = _tensor_quantization(flatbuffer, interpreter)
+    out_q = replace(out_q, offset=offset)
 
     float_decision = DecisionSettings.from_dict(run.info["float_decision"])
     meta = _meta(run, in_q, out_q, float_decision, {})

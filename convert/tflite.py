@@ -153,6 +153,54 @@ def convert_float(
     return bytes(flatbuffer)
 
 
+OUTPUT_OFFSET_MARGIN = 0.02
+"""Share of the reconstructions' float range added below their minimum by
+:func:`output_offset`, so calibration keeps the output range above 0."""
+
+
+def output_offset(model, representative: NDArray[np.floating]) -> float:
+    """The constant that makes every reconstruction of ``representative`` positive.
+
+    The int8 model's last layer (the per-step dense ``rebuild``) rounds its
+    int32 accumulator to the int8 output with a right shift. TFLite's
+    reference kernels (aarch64) round an exact half away from zero, the x86
+    kernels round it up: for a negative value landing exactly on a half the
+    two differ by one output step, which made ``tflite-runtime`` 2.14 scores
+    differ between a Pi and a PC in about 0.13 % of outputs. With this
+    offset added to the layer's bias the calibrated output range starts at
+    0 (output zero point -128), so a value that would be negative is below
+    the int8 range and clamps to -128 whichever way it was rounded; the
+    scorer subtracts the offset after dequantizing (``model.json``,
+    ``output.offset``). Found and measured by ``benchmarks/arm/final_layer.py``.
+
+    Parameters
+    ----------
+    model : tf_keras.Model
+    representative : NDArray[np.floating], shape (n, points, channels)
+
+    Returns
+    -------
+    float
+        ``max(0, -min) + OUTPUT_OFFSET_MARGIN * (max - min)`` of the float
+        reconstructions.
+    """
+    out = np.asarray(
+        model.predict(np.asarray(representative, np.float32), verbose=0), np.float64
+    )
+    low, high = float(out.min()), float(out.max())
+    return max(0.0, -low) + OUTPUT_OFFSET_MARGIN * (high - low)
+
+
+def with_output_offset(model, spec: LstmAutoencoderSpec, offset: float):
+    """A copy of the autoencoder whose reconstructions are ``offset`` higher."""
+    shifted = build_lstm_autoencoder(spec)
+    shifted.set_weights(model.get_weights())
+    rebuild = shifted.get_layer("rebuild")
+    kernel, bias = rebuild.get_weights()
+    rebuild.set_weights([kernel, (bias + offset).astype(bias.dtype)])
+    return shifted
+
+
 def convert_int8(
     model, spec: LstmAutoencoderSpec, representative: NDArray[np.floating]
 ) -> bytes:

@@ -24,7 +24,9 @@ key                        meaning
 ``input``                  ``shape`` ``[1, points, 1]``, ``dtype`` ``"int8"``,
                            ``scale``, ``zero_point`` and ``channels``
                            (``["window"]``)
-``output``                 same keys as ``input`` for the reconstruction
+``output``                 same keys as ``input`` for the reconstruction,
+                           and ``offset``: the reconstruction is
+                           ``scale * (int8 - zero_point) - offset``
 ``score``                  ``kind`` ``"mse"``: a beat's shape error is the mean
                            over time steps of the squared difference between
                            the window and its dequantized int8 reconstruction
@@ -103,13 +105,17 @@ _REQUIRED_KEYS = (
 class Quantization:
     """How a tensor's int8 values map to real numbers.
 
-    ``real = scale * (int8 - zero_point)``.
+    ``real = scale * (int8 - zero_point) - offset``. The offset is 0 for the
+    input; for the output it undoes the constant the converter added to the
+    last layer so that its outputs are positive (see
+    ``beatguard.convert.tflite.output_offset``).
     """
 
     shape: tuple[int, ...]
     dtype: str
     scale: float
     zero_point: int
+    offset: float = 0.0
 
     def quantize(self, values: NDArray[np.floating]) -> NDArray[np.int8]:
         """Real values to int8 with this tensor's scale and zero point, clipped.
@@ -121,14 +127,17 @@ class Quantization:
         Returns
         -------
         NDArray[np.int8], same shape
-            ``round(values / scale) + zero_point`` clipped to [-128, 127].
+            ``round((values + offset) / scale) + zero_point`` clipped to
+            [-128, 127].
         """
-        q = np.round(np.asarray(values, np.float64) / self.scale) + self.zero_point
+        shifted = np.asarray(values, np.float64) + self.offset
+        q = np.round(shifted / self.scale) + self.zero_point
         return np.clip(q, -128, 127).astype(np.int8)
 
     def dequantize(self, values: NDArray[np.integer]) -> NDArray[np.float64]:
-        """int8 values to real numbers: ``scale * (values - zero_point)``."""
-        return self.scale * (np.asarray(values, np.float64) - self.zero_point)
+        """int8 values to real numbers: ``scale * (values - zero_point) - offset``."""
+        real = self.scale * (np.asarray(values, np.float64) - self.zero_point)
+        return real - self.offset
 
     def to_dict(self, channels: Sequence[str] = CHANNELS) -> dict[str, Any]:
         """The JSON form used in ``model.json``."""
@@ -137,6 +146,7 @@ class Quantization:
             "dtype": self.dtype,
             "scale": float(self.scale),
             "zero_point": int(self.zero_point),
+            "offset": float(self.offset),
             "channels": list(channels),
         }
 
@@ -390,6 +400,7 @@ def _quantization(spec: dict, which: str, folder: Path) -> Quantization:
             dtype=str(spec["dtype"]),
             scale=float(spec["scale"]),
             zero_point=int(spec["zero_point"]),
+            offset=float(spec.get("offset", 0.0)),
         )
     except (KeyError, TypeError, ValueError) as err:
         raise BundleMismatch(

@@ -134,6 +134,13 @@ def test_quantization_rounds_with_zero_point_and_clips_to_int8():
     values = np.array([0.0, 0.74, -1.0, 1000.0, -1000.0])
     np.testing.assert_array_equal(q.quantize(values), [-10, -9, -12, 127, -128])
     np.testing.assert_allclose(q.dequantize(q.quantize(values[:3])), [0.0, 0.5, -1.0])
+    shifted = Quantization(
+        shape=(1, 4, 1), dtype="int8", scale=0.5, zero_point=-128, offset=2.0
+    )
+    np.testing.assert_array_equal(
+        shifted.quantize([-2.0, -3.0, 0.0]), [-128, -128, -124]
+    )
+    np.testing.assert_allclose(shifted.dequantize([-128, -124]), [-2.0, 0.0])
 
 
 def test_prematurity_is_the_share_early_and_zero_when_unknown():

@@ -67,8 +67,16 @@ def test_inputs_use_model_scale_and_zero_point_and_outputs_are_dequantized(
     raw, (scale, zero_point) = _manual_run(bundle_106, q_in.quantize(x))
     assert (scale, zero_point) == pytest.approx((q_out.scale, q_out.zero_point))
     np.testing.assert_array_equal(
-        rebuilt, scale * (raw.astype(np.float64) - zero_point)
+        rebuilt, scale * (raw.astype(np.float64) - zero_point) - q_out.offset
     )
+
+
+def test_output_range_starts_at_zero_so_rounding_ties_cannot_differ(bundle_106):
+    # A positive output range has zero point -128: a value that would round
+    # differently on another kernel family is below the range and clamps.
+    with Scorer(bundle_106) as scorer:
+        q_out = scorer.output_quantization
+    assert q_out.zero_point == -128 and q_out.offset > 0
 
 
 def test_out_of_range_inputs_are_clipped_not_wrapped(bundle_106, beats_106):
@@ -83,8 +91,9 @@ def test_out_of_range_inputs_are_clipped_not_wrapped(bundle_106, beats_106):
         np.testing.assert_array_equal(quantized[big, 0], expected)
         rebuilt = scorer.reconstruct(huge[None])[0]
     raw, (scale, zero_point) = _manual_run(bundle_106, quantized)
+    offset = scorer.output_quantization.offset
     np.testing.assert_array_equal(
-        rebuilt, scale * (raw.astype(np.float64) - zero_point)
+        rebuilt, scale * (raw.astype(np.float64) - zero_point) - offset
     )
 
 
