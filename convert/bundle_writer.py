@@ -152,7 +152,7 @@ def _parity(run: TrainingRun, int8_outputs: NDArray[np.float64]) -> dict:
     if not rms <= PARITY_RMS_LIMIT:
         raise ConversionError(
             f"{run.folder}: int8 reconstructions differ from float by RMS "
-            f"{rms:.3f} > {PARITY_RMS_LIMIT} (quantization ranges too wide?)"
+            f"{rms:.3f} > {PARITY_RMS_LIMIT}; train again with another --seed"
         )
     if not ratio <= PARITY_ERROR_RATIO_LIMIT:
         raise ConversionError(

@@ -29,7 +29,7 @@ import numpy as np
 
 from beatguard import bundled_record_path
 from beatguard.commands import finite_float
-from beatguard.device.errors import ConfigError
+from beatguard.device.errors import ConfigError, ConversionError
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="training seed")
 
 
+SEED_TRIES = 3
+"""Seeds the demo trains with, one after another, while the converter refuses
+the int8 model (some fits quantize unfaithfully; a user would train again)."""
+
+
 def run(args: argparse.Namespace) -> int:
     speed = 1.0 if args.realtime else args.speed
     if speed <= 0:
@@ -73,10 +78,21 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     started_s = time.monotonic()
 
-    print(f"[1/4] training on the first {args.train_minutes:g} min of {record_path}")
-    model_dir = _train(record_path, out / "model", args.train_minutes, args.seed)
-    print("[2/4] converting to full int8 TFLite")
-    _convert(model_dir)
+    model_dir = out / "model"
+    for seed in range(args.seed, args.seed + SEED_TRIES):
+        print(
+            f"[1/4] training on the first {args.train_minutes:g} min of "
+            f"{record_path} (seed {seed})"
+        )
+        _train(record_path, model_dir, args.train_minutes, seed)
+        print("[2/4] converting to full int8 TFLite")
+        try:
+            _convert(model_dir)
+            break
+        except ConversionError as err:
+            if seed == args.seed + SEED_TRIES - 1:
+                raise
+            print(f"      int8 conversion refused ({err}); training again")
     print(f"[3/4] replaying the rest at {speed:g}x real time through a pty")
     result = _simulate_and_run(record_path, model_dir, out, args.train_minutes, speed)
     print("[4/4] plotting")
