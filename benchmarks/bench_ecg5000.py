@@ -22,7 +22,8 @@ and shuffling; the split stays fixed).
   1 sd of the errors of the fitted beats). The device's decision is made
   for hours of one wearer's beats, whose errors drift and spread: its
   threshold asks for an error 20 to 50 times the normal beats', and on
-  these beats it flags none, which the first row says as it is. The beats are labeled normal, so the personal protocol's
+  these beats it flags none, which the first row says as it is. The beats
+  are labeled normal, so the personal protocol's
   screen and worst-beat drop (``train_robust``) are not used.
 - Dense: the TensorFlow anomaly-detection tutorial's model (32-16-8 /
   16-32-140, ReLU, sigmoid output) on min-max scaled 140-point beats, MAE
