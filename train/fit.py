@@ -125,11 +125,12 @@ class TrainSettings:
     morphology_gap: float = 8.0
     ectopic_run_beats: int = 3
     calibration_separation_min: float = 0.8
-    history_beats: int = 64
-    history_accept: float = 4.0
-    timing_weight: float = 3.0
-    timing_dead_zone: float = 0.1
-    timing_scale: float = 0.1
+    # The decision's own defaults, so the two cannot disagree.
+    history_beats: int = DecisionSettings.history_beats
+    history_accept: float = DecisionSettings.history_accept
+    timing_weight: float = DecisionSettings.timing_weight
+    timing_dead_zone: float = DecisionSettings.timing_dead_zone
+    timing_scale: float = DecisionSettings.timing_scale
 
     def to_dict(self) -> dict:
         out = asdict(self)
