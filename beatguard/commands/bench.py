@@ -107,6 +107,8 @@ def _select(scripts: list[Path], only: list[str], skip: list[str]) -> list[Path]
 def _load(name: str, path: Path):
     spec = importlib.util.spec_from_file_location(f"beatguard_bench_{name}", path)
     module = importlib.util.module_from_spec(spec)
+    # Registered before it runs: dataclasses look their module up by name.
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 
