@@ -43,6 +43,7 @@ before it, by design; the int8 shape error itself never does (see
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -55,9 +56,23 @@ _MAD_TO_SD = 1.4826
 MIN_ERROR = 1e-9
 
 
+def log_errors(errors: NDArray[np.floating] | Sequence[float]) -> NDArray[np.float64]:
+    """``ln(max(errors, MIN_ERROR))``, computed with ``math.log``.
+
+    ``numpy.log`` is vectorized differently per CPU: numpy 1.26 (the numpy
+    of ``tflite-runtime`` 2.14 setups) gave other last bits on x86_64 than
+    on aarch64 for 138 of 600 shape errors, which moved the decision's
+    scores of a Pi away from a PC's. The C library's ``log`` agreed on both
+    (``benchmarks/arm/float_log.py``), so the decision takes its logarithms
+    one by one from ``math``.
+    """
+    x = np.maximum(np.asarray(errors, np.float64), MIN_ERROR)
+    return np.array([math.log(v) for v in x.ravel()], np.float64).reshape(x.shape)
+
+
 def robust_log_spread(errors: NDArray[np.floating]) -> tuple[float, float]:
     """Median and 1.4826 MAD of ``ln errors``."""
-    logs = np.log(np.maximum(np.asarray(errors, np.float64), MIN_ERROR))
+    logs = log_errors(errors)
     center = float(np.median(logs))
     return center, float(_MAD_TO_SD * np.median(np.abs(logs - center)))
 
@@ -207,7 +222,7 @@ class BeatDecision:
             raise ValueError(
                 f"{errors.size} shape errors but {timing.size} prematurity values"
             )
-        logs = np.log(np.maximum(errors, MIN_ERROR))
+        logs = log_errors(errors)
         scores = np.empty(errors.shape, np.float64)
         flags = np.zeros(errors.shape, bool)
         for i, log_error in enumerate(logs):

@@ -44,7 +44,11 @@ from numpy.typing import NDArray
 from scipy.stats import t as student_t
 
 from beatguard.device.bundle import mse
-from beatguard.device.decision import DecisionSettings, robust_log_spread
+from beatguard.device.decision import (
+    DecisionSettings,
+    log_errors,
+    robust_log_spread,
+)
 from beatguard.device.errors import ModelError
 from beatguard.train.keras_setup import seed_everything, tensorflow_and_keras
 from beatguard.train.models import LstmAutoencoderSpec, build_lstm_autoencoder
@@ -417,7 +421,7 @@ def calibrate_decision(
     threshold = float(
         student_t.ppf(1.0 - settings.target_false_alarm_rate, settings.tail_dof)
     )
-    logs = np.log(np.maximum(kept, 1e-9))
+    logs = log_errors(kept)
     decision = DecisionSettings(
         threshold=threshold,
         log_sd=spread,
