@@ -9,9 +9,11 @@ tries a model formulation that removes the difference::
     final_layer.py variants --bundle DIR --beats beats.npz --out VARIANTS  # x86_64
     final_layer.py run --variants VARIANTS --interpreter tflite-runtime --out x.npz
     final_layer.py compare x86.npz aarch64.npz
+    final_layer.py explain --model VARIANTS/no-offset/model.tflite \\
+        x86.no-offset.ops.npz aarch64.no-offset.ops.npz
 
 ``explain`` recomputes the last FULLY_CONNECTED op from its int8 input (read
-from the op dumps that ``fixed_beats.py score`` writes) with exact integer
+from the op dumps that ``run`` and ``fixed_beats.py score`` write) with exact integer
 arithmetic under two rounding rules, and says which rule each machine's
 outputs follow:
 
@@ -25,17 +27,18 @@ The two rules give the same integer for every accumulator except a negative
 one that lands exactly on a half of the final shift. So an output that is
 never negative before its zero point is added cannot differ.
 
-``variants`` makes, from the bundle's training run and with the project's
-own converter (``convert_int8``), the model as converted and an
-*output-offset* model: the same weights with a constant ``c`` (per output
-channel) added to the last layer's bias, so that every reconstruction of the
-representative beats is positive and the calibrated output range starts at 0
-(output zero point -128). A negative accumulator then lies below the int8
-range and is clamped to -128 whichever way its tie was rounded. The offset is
-undone after dequantization (``reconstruction = dequantized - c``); it changes
-what the int8 model computes by at most one output step, at the same near-tie
-values. ``run`` scores each variant's int8 inputs, made once on x86_64, on
-the machine it runs on, and ``compare`` counts differing int8 outputs.
+``variants`` converts, from the bundle's training run and with the
+project's own converter, two models: *no-offset*, the trained weights as they
+are, and *output-offset*, what ``beatguard convert`` makes: the same weights
+with the constant of ``convert.tflite.output_offset`` added to the last
+layer's bias, so that every reconstruction of the representative beats is
+positive and the calibrated output range starts at 0 (output zero point
+-128). A negative accumulator then lies below the int8 range and is clamped
+to -128 whichever way its tie was rounded; the scorer subtracts the offset
+after dequantizing. ``run`` scores each variant's int8 inputs, made once on
+x86_64, on the machine it runs on (default options, as the device does, and
+every op's outputs under the built-in kernels for ``explain``), and
+``compare`` counts differing int8 outputs.
 """
 
 from __future__ import annotations
@@ -55,11 +58,8 @@ from numpy.typing import NDArray
 log = logging.getLogger(__name__)
 
 #: The variants, in the order they are reported.
-AS_CONVERTED = "as-converted"
+NO_OFFSET = "no-offset"
 OUTPUT_OFFSET = "output-offset"
-#: Margin added to the offset, as a share of the output's float range, so the
-#: calibrated minimum stays above 0 despite float differences in calibration.
-OFFSET_MARGIN = 0.02
 #: What the project's converter uses as representative beats (at most).
 REPRESENTATIVE_BEATS = 400
 
@@ -330,19 +330,6 @@ def _representative(fit_inputs: NDArray[np.float32]) -> NDArray[np.float32]:
     return fit_inputs[index.round().astype(int)]
 
 
-def _offset_model(model, offset: NDArray[np.float64]):
-    """A copy of ``model`` whose layer ``rebuild`` adds ``offset`` to its bias."""
-    from beatguard.train.keras_setup import tensorflow_and_keras
-
-    _, keras = tensorflow_and_keras()
-    shifted = keras.models.clone_model(model)
-    shifted.set_weights(model.get_weights())
-    rebuild = shifted.get_layer("rebuild")
-    kernel, bias = rebuild.get_weights()
-    rebuild.set_weights([kernel, (bias + offset).astype(bias.dtype)])
-    return shifted
-
-
 def _input_quantization(model_bytes: bytes) -> tuple[float, int]:
     _, module = interpreter_module("auto")
     interp = module.Interpreter(model_content=model_bytes)
@@ -375,7 +362,7 @@ def _sibling(name: str):
 
 
 def make_variants(bundle_dir: Path, beats_path: Path, out_dir: Path) -> dict:
-    """Convert the as-converted and the output-offset models of a bundle.
+    """Convert the no-offset and the output-offset models of a bundle.
 
     Parameters
     ----------
@@ -394,7 +381,11 @@ def make_variants(bundle_dir: Path, beats_path: Path, out_dir: Path) -> dict:
     dict
         What ``variants.json`` holds.
     """
-    from beatguard.convert.tflite import convert_int8
+    from beatguard.convert.tflite import (
+        convert_int8,
+        output_offset,
+        with_output_offset,
+    )
     from beatguard.device.bundle import beats_to_inputs
     from beatguard.train.run import load_run
 
@@ -402,14 +393,10 @@ def make_variants(bundle_dir: Path, beats_path: Path, out_dir: Path) -> dict:
 
     run = load_run(bundle_dir)
     rep = _representative(run.fit_inputs)
-    float_rep = np.asarray(run.model.predict(rep, verbose=0), np.float64)
-    channels = float_rep.shape[-1]
-    low = float_rep.reshape(-1, channels).min(axis=0)
-    span = float(float_rep.max() - float_rep.min())
-    offset = np.maximum(0.0, -low) + OFFSET_MARGIN * span
+    offset = output_offset(run.model, rep)
     models = {
-        AS_CONVERTED: (run.model, np.zeros(channels)),
-        OUTPUT_OFFSET: (_offset_model(run.model, offset), offset),
+        NO_OFFSET: (run.model, 0.0),
+        OUTPUT_OFFSET: (with_output_offset(run.model, run.spec, offset), offset),
     }
     inputs = beats_to_inputs(fixed_beats.load_beats(beats_path))
     float_out = np.asarray(run.model.predict(inputs, verbose=0), np.float64)
@@ -423,7 +410,7 @@ def make_variants(bundle_dir: Path, beats_path: Path, out_dir: Path) -> dict:
         out_scale, out_zero = _output_quantization(flatbuffer)
         quantized[name] = _quantize(inputs, in_scale, in_zero)
         summary["variants"][name] = {
-            "offset": [float(v) for v in shift],
+            "offset": float(shift),
             "input_quantization": [float(in_scale), int(in_zero)],
             "output_quantization": [float(out_scale), int(out_zero)],
             "same_bytes_as_bundle": flatbuffer
@@ -523,7 +510,7 @@ def fidelity(outputs_path: Path, variants_dir: Path) -> list[str]:
     with np.load(outputs_path) as outputs:
         for variant in (k for k in outputs if k != "meta"):
             scale, zero = info[variant]["output_quantization"]
-            offset = np.asarray(info[variant]["offset"])
+            offset = float(info[variant]["offset"])
             recon = scale * (outputs[variant][:, 0].astype(np.float64) - zero) - offset
             error = recon - float_out
             rms = float(np.sqrt(np.mean(error**2)))
@@ -546,18 +533,31 @@ def _cmd_variants(args: argparse.Namespace) -> int:
     summary = make_variants(args.bundle, args.beats, args.out)
     for name, info in summary["variants"].items():
         log.info(
-            "%s: offset %s, output quantization %s, same bytes as the bundle: %s",
+            "%s: offset %.4g, output quantization %s, same bytes as the bundle: %s",
             name,
-            [round(v, 4) for v in info["offset"]],
+            info["offset"],
             info["output_quantization"],
             info["same_bytes_as_bundle"],
         )
     return 0
 
 
+def ops_path(out: Path, variant: str) -> Path:
+    """Where ``run`` writes a variant's op dump, beside its ``out`` file."""
+    return out.with_name(f"{out.stem}.{variant}.ops.npz")
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     outputs, meta = run_variants(args.variants, args.interpreter)
     np.savez(args.out, meta=json.dumps(meta), **outputs)
+    fixed_beats = _sibling("fixed_beats")
+    with np.load(args.variants / "inputs.npz") as inputs:
+        for variant in inputs:
+            model = args.variants / variant / "model.tflite"
+            dump = fixed_beats.model_op_outputs(
+                model, inputs[variant], args.interpreter
+            )
+            np.savez(ops_path(args.out, variant), **dump)
     log.info(
         "%s %s: %s -> %s", meta["interpreter"], meta["version"], list(outputs), args.out
     )

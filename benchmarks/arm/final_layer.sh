@@ -4,10 +4,11 @@
 # Usage: final_layer.sh        after `make arm-check`, as root
 #
 # Uses what arm_check.sh left: the bundle and the fixed beats in
-# ${BEATGUARD_ARM_OUT:-build/arm-check}, its op dumps, the arm64 root and the
-# two tflite-runtime 2.14 environments. Writes into OUT/final-layer:
-#   variants/             the as-converted and output-offset models, inputs
-#   <machine>-<interpreter>.npz   every variant's int8 outputs
+# ${BEATGUARD_ARM_OUT:-build/arm-check}, the arm64 root and the two
+# tflite-runtime 2.14 environments. Writes into OUT/final-layer:
+#   variants/             the no-offset and output-offset models, inputs
+#   <machine>-<interpreter>.npz   every variant's int8 outputs (default
+#                         options), and .<variant>.ops.npz: every op's outputs
 #   findings.txt          the explanation and the comparisons
 # Exit status: 0 when it ran (whatever it found), 1 when a step failed.
 set -euo pipefail
@@ -21,8 +22,7 @@ LEGACY_X86=${BEATGUARD_LEGACY_VENV:-$(dirname "$ARM_ROOT")/legacy-tflite-x86_64}
 EXP=$OUT/final-layer
 FINDINGS=$EXP/findings.txt
 
-for need in "$OUT/bundle/model.tflite" "$OUT/beats-106.npz" \
-    "$OUT/scores-x86_64-tflite-runtime.ops.npz" "$OUT/scores-aarch64-tflite-runtime.ops.npz"; do
+for need in "$OUT/bundle/model.tflite" "$OUT/beats-106.npz" "$ARM_ROOT/opt/beatguard/legacy"; do
     [ -e "$need" ] || { echo "final_layer: $need is missing; run make arm-check first" >&2; exit 1; }
 done
 mkdir -p "$EXP"
@@ -33,11 +33,6 @@ in_arm() {
 }
 
 log() { printf '[final-layer %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
-
-log "why the as-converted model differs (tflite-runtime 2.14 op dumps)"
-"$LEGACY_X86/bin/python" "$HERE/final_layer.py" explain --model "$OUT/bundle/model.tflite" \
-    "$OUT/scores-x86_64-tflite-runtime.ops.npz" "$OUT/scores-aarch64-tflite-runtime.ops.npz" \
-    2>&1 | tee -a "$FINDINGS"
 
 log "converting the variants (x86_64, TensorFlow)"
 "$HOST_PY" "$HERE/final_layer.py" variants --bundle "$OUT/bundle" \
@@ -57,6 +52,13 @@ in_arm /opt/beatguard/legacy/bin/python /src/benchmarks/arm/final_layer.py run \
     --variants /out/final-layer/variants --interpreter tflite-runtime \
     --out /out/final-layer/aarch64-tflite-runtime.npz
 
+for variant in no-offset output-offset; do
+    log "the last layer's arithmetic, $variant, tflite-runtime 2.14"
+    "$LEGACY_X86/bin/python" "$HERE/final_layer.py" explain \
+        --model "$EXP/variants/$variant/model.tflite" \
+        "$EXP/x86_64-tflite-runtime.$variant.ops.npz" \
+        "$EXP/aarch64-tflite-runtime.$variant.ops.npz" 2>&1 | tee -a "$FINDINGS"
+done
 for interp in ai-edge-litert tflite-runtime; do
     "$HOST_PY" "$HERE/final_layer.py" compare "$EXP/x86_64-$interp.npz" \
         "$EXP/aarch64-$interp.npz" --variants "$EXP/variants" --verdicts "$FINDINGS"
