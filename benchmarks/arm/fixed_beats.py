@@ -548,6 +548,17 @@ def _difference_verdict(args: argparse.Namespace, n_differing: int, n: int) -> s
         f"{diff['label_flips']} labels differ; largest relative score difference "
         f"{diff['max_rel_score_diff']:.2g}"
     )
+    recon_a, recon_b = (p.with_suffix(".recon.bin") for p in (args.a, args.b))
+    if recon_a.read_bytes() == recon_b.read_bytes():
+        kernels_a, kernels_b = _kernels(args.a), _kernels(args.b)
+        numpy_a = kernels_a["numpy"] if kernels_a else "unknown"
+        numpy_b = kernels_b["numpy"] if kernels_b else "unknown"
+        return verdict + (
+            "; the dequantized int8 reconstructions are byte-equal, so the "
+            "difference is in the float arithmetic after the interpreter "
+            f"(numpy {numpy_a} and {numpy_b}; benchmarks/arm/float_log.py "
+            "tells which function)"
+        )
     ops_a, ops_b = args.a.with_suffix(".ops.npz"), args.b.with_suffix(".ops.npz")
     if ops_a.exists() and ops_b.exists():
         with np.load(ops_a) as za, np.load(ops_b) as zb:
