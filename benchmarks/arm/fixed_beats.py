@@ -259,13 +259,37 @@ def op_outputs(
         has shape (n_beats, *tensor shape) and the tensor's dtype.
     """
     from beatguard.device.bundle import beats_to_inputs, load_bundle
-    from beatguard.device.scorer import interpreter_class
 
     bundle = load_bundle(bundle_dir)
+    quantized = bundle.input_quantization.quantize(beats_to_inputs(beats))
+    return model_op_outputs(bundle.model_path, quantized, interpreter)
+
+
+def model_op_outputs(
+    model_path: Path, quantized: NDArray[np.int8], interpreter: str
+) -> dict[str, NDArray[np.int8]]:
+    """Every op's outputs for each int8 input, under the built-in kernels.
+
+    Parameters
+    ----------
+    model_path : Path
+        A ``.tflite`` model.
+    quantized : NDArray[np.int8], shape (n_beats, points, channels)
+        Its inputs, already quantized.
+    interpreter : str
+        As for :class:`~beatguard.device.scorer.Scorer`.
+
+    Returns
+    -------
+    dict[str, NDArray]
+        As :func:`op_outputs`.
+    """
+    from beatguard.device.scorer import interpreter_class
+
     _, cls = interpreter_class(interpreter)
     resolver = sys.modules[cls.__module__].OpResolverType
     interp = cls(
-        model_path=str(bundle.model_path),
+        model_path=str(model_path),
         num_threads=1,
         experimental_op_resolver_type=resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
         experimental_preserve_all_tensors=True,
@@ -277,7 +301,6 @@ def op_outputs(
         for op in ops
         for t in op["outputs"]
     ]
-    quantized = bundle.input_quantization.quantize(beats_to_inputs(beats))
     in_index = interp.get_input_details()[0]["index"]
     per_op: dict[str, list] = {key: [] for key, _ in keys}
     for i in range(quantized.shape[0]):
@@ -525,6 +548,17 @@ def _difference_verdict(args: argparse.Namespace, n_differing: int, n: int) -> s
         f"{diff['label_flips']} labels differ; largest relative score difference "
         f"{diff['max_rel_score_diff']:.2g}"
     )
+    recon_a, recon_b = (p.with_suffix(".recon.bin") for p in (args.a, args.b))
+    if recon_a.read_bytes() == recon_b.read_bytes():
+        kernels_a, kernels_b = _kernels(args.a), _kernels(args.b)
+        numpy_a = kernels_a["numpy"] if kernels_a else "unknown"
+        numpy_b = kernels_b["numpy"] if kernels_b else "unknown"
+        return verdict + (
+            "; the dequantized int8 reconstructions are byte-equal, so the "
+            "difference is in the float arithmetic after the interpreter "
+            f"(numpy {numpy_a} and {numpy_b}; benchmarks/arm/float_log.py "
+            "tells which function)"
+        )
     ops_a, ops_b = args.a.with_suffix(".ops.npz"), args.b.with_suffix(".ops.npz")
     if ops_a.exists() and ops_b.exists():
         with np.load(ops_a) as za, np.load(ops_b) as zb:
