@@ -52,9 +52,16 @@ def model_bundle(model: str | None) -> Path:
     """The bundle to score with: ``model``, or one trained once and cached."""
     if model:
         return Path(model)
+    from beatguard.device.bundle import load_bundle
+    from beatguard.device.errors import BeatguardError
+
     out = CACHE / "bundle_106_5min"
     if (out / "model.json").exists():
-        return out
+        try:
+            load_bundle(out)
+            return out
+        except BeatguardError as err:  # made by another beatguard version
+            print(f"retraining the cached bundle: {err}", file=sys.stderr)
     cli = [sys.executable, "-m", "beatguard.cli"]
     for argv in (
         ["train", str(RECORD), "--minutes", "5", "--out", str(out)],

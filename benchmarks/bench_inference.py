@@ -29,10 +29,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import json
 import logging
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
@@ -49,6 +49,8 @@ INTERPRETER_MODULES = {
     "tensorflow": "tensorflow",
 }
 BEATS = 300
+#: Where the models are kept for machines without TensorFlow.
+PREPARED = REPO / "benchmarks" / "out" / "inference"
 
 
 def prepare(folder: Path) -> Path:
@@ -176,14 +178,26 @@ def measure(folder: Path, interpreters: list[str], runs: int) -> dict:
 
 
 def run(runs: int = 5, interpreter: str = "all", models_dir: str | None = None) -> dict:
-    """Make the models (unless ``models_dir`` holds them) and time them."""
+    """Make the models (unless ``models_dir`` holds them) and time them.
+
+    With TensorFlow installed the models are made afresh and kept in
+    :data:`PREPARED`; without it (a Raspberry Pi) they are read from there,
+    copied from a workstation that ran this benchmark.
+    """
     names = installed_interpreters() if interpreter == "all" else [interpreter]
     command = f".venv/bin/python benchmarks/bench_inference.py --runs {runs}"
+    if models_dir is None and importlib.util.find_spec("tensorflow") is None:
+        if not (PREPARED / "inputs.npy").exists():
+            raise RuntimeError(
+                f"TensorFlow is not installed here to make the models and "
+                f"{PREPARED} holds none: run this benchmark on a workstation "
+                "and copy its benchmarks/out folder here"
+            )
+        models_dir = str(PREPARED)
     if models_dir is not None:
         result = measure(Path(models_dir), names, runs)
     else:
-        with tempfile.TemporaryDirectory() as tmp:
-            result = measure(prepare(Path(tmp)), names, runs)
+        result = measure(prepare(PREPARED), names, runs)
     return {"name": "inference", "command": command, **result}
 
 

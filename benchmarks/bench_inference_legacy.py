@@ -5,7 +5,9 @@ Pi OS images) needs ``numpy<2``, which the main environment does not have.
 This benchmark makes (or reuses) a second virtual environment with
 ``benchmarks/legacy_tflite.sh`` (tflite-runtime 2.14, numpy<2,
 beatguard[device] without ai-edge-litert), writes the models of
-``bench_inference.py`` with the main environment's TensorFlow, and times
+``bench_inference.py`` with the main environment's TensorFlow (on a
+machine without it, such as a Pi, it reads those a workstation made, in
+``benchmarks/out/inference``), and times
 them there with ``bench_inference.py --models DIR --interpreter
 tflite-runtime``: the same beats, the same per-beat loop, the same runs.
 
@@ -63,8 +65,12 @@ def run(runs: int = 5) -> dict:
             "table_md": f"Not measured: the legacy environment {venv} could not be "
             f"made ({reason}).",
         }
+    inference = _bench_inference()
     with tempfile.TemporaryDirectory() as tmp:
-        models = _bench_inference().prepare(Path(tmp))
+        if importlib.util.find_spec("tensorflow") is None:  # a Pi: copied models
+            models = inference.PREPARED
+        else:
+            models = inference.prepare(Path(tmp) / "models")
         out = Path(tmp) / "legacy.json"
         subprocess.run(
             [str(venv / "bin" / "python"), str(HERE / "bench_inference.py")]
