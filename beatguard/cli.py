@@ -82,6 +82,17 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    except OSError as err:
+        # A file or folder the command could not read or write (full disk,
+        # read-only place): one line naming it; -v shows the traceback.
+        if args.verbose:
+            raise
+        where = f"{err.filename}: " if err.filename else ""
+        print(
+            f"beatguard {args.command}: {where}{err.strerror or err}",
+            file=sys.stderr,
+        )
+        return 1
     except KeyboardInterrupt:
         print(f"beatguard {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -368,7 +368,8 @@ def _check_schema(meta: dict, meta_path: Path) -> None:
     if version != SCHEMA_VERSION:
         raise BundleMismatch(
             f"{meta_path}: schema version {version!r}, this beatguard reads "
-            f"version {SCHEMA_VERSION}"
+            f"version {SCHEMA_VERSION}; train and convert the model again with "
+            "this version"
         )
     if meta.get("kind") != KIND:
         raise BundleMismatch(f"{meta_path}: kind {meta.get('kind')!r}, want {KIND!r}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import tempfile
+from pathlib import Path
 
 
 def finite_float(text: str) -> float:
@@ -21,3 +23,28 @@ def finite_float(text: str) -> float:
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
     return value
+
+
+def writable_folder(path: str | Path, what: str) -> Path:
+    """Create ``path`` if needed and check that files can be written in it.
+
+    Called before long work (training, a capture) so that an output place
+    that cannot be written fails at once, in one line, not at the end.
+
+    Raises
+    ------
+    ConfigError
+        The folder cannot be created or written.
+    """
+    from beatguard.device.errors import ConfigError
+
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".beatguard-write-test"):
+            pass
+    except OSError as err:
+        raise ConfigError(
+            f"{what} {folder}: cannot write there ({err.strerror or err})"
+        ) from err
+    return folder

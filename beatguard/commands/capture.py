@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-from beatguard.commands import finite_float
+from beatguard.commands import finite_float, writable_folder
 from beatguard.device.errors import ConfigError, LinkError
 
 logger = logging.getLogger(__name__)
@@ -75,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.minutes > 0:
         raise ConfigError(f"--minutes must be > 0, not {args.minutes}")
     out = Path(args.out)
+    writable_folder(out.parent, "capture folder")
     stop = threading.Event()
     with _stop_on_signals(stop):
         path, stats = capture(args, out, stop)

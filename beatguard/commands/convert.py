@@ -25,9 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from beatguard.commands import writable_folder
     from beatguard.convert.bundle_writer import convert_run
     from beatguard.device.bundle import load_bundle
 
+    if args.out:
+        writable_folder(args.out, "--out")
     folder = convert_run(args.run_folder, args.out, interpreter=args.interpreter)
     meta = load_bundle(folder).meta
     print(

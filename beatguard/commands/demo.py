@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from beatguard import bundled_record_path
-from beatguard.commands import finite_float
+from beatguard.commands import finite_float, writable_folder
 from beatguard.device.errors import ConfigError, ConversionError
 
 log = logging.getLogger(__name__)
@@ -74,8 +74,7 @@ def run(args: argparse.Namespace) -> int:
     if speed <= 0:
         raise ConfigError(f"--speed {speed} must be positive")
     record_path = args.record or bundled_record_path()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = writable_folder(args.out, "--out")
     started_s = time.monotonic()
 
     model_dir = out / "model"

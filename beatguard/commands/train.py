@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from beatguard.commands import finite_float
+from beatguard.commands import finite_float, writable_folder
 from beatguard.device.errors import ConfigError
 
 
@@ -101,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.minutes <= 0:
         raise ConfigError(f"--minutes {args.minutes} must be positive")
+    writable_folder(args.out, "--out")
     overrides = {}
     if args.window_points is not None:
         overrides["window_points"] = args.window_points
