@@ -147,6 +147,15 @@ def run(args: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, on_signal)
     print(sim.path, flush=True)
+    if args.text:
+        # Plain text carries no announce: the reader must be told the front end.
+        print(
+            f"text mode: read it with beatguard run --text-fs-hz {sim.fs_hz:g} "
+            f"--text-adc-bits {sim.adc_bits} --text-gain-counts-per-mv "
+            f"{sim.gain_counts_per_mv:g} --text-baseline-counts {sim.baseline_counts}",
+            file=sys.stderr,
+            flush=True,
+        )
     sim.start()
     while not sim.join(timeout_s=0.2):
         pass
