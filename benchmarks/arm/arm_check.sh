@@ -23,11 +23,12 @@
 #      no tolerance. The logged beats, labels and alerts of the two
 #      pseudo-terminal runs must be equal.
 #
-# Known result: the tflite-runtime 2.14 comparison fails. Its int8
-# FULLY_CONNECTED kernel rounds exact ties of the output shift away from zero
-# on aarch64 (TFLite's reference arithmetic) and upward on x86_64, so about
-# 0.14 % of the last layer's outputs differ by one step; no op resolver of
-# 2.14 avoids it (README, "The ARM check on a PC").
+# Known result (2026-12-04): every comparison equal. tflite-runtime 2.14's
+# int8 FULLY_CONNECTED kernel rounds exact ties of the output shift away from
+# zero on aarch64 and upward on x86_64; the converter's output offset (zero
+# point -128) leaves no negative tie to differ on, and the decision's
+# logarithms come from math.log because numpy 1.26's log differs in the last
+# bit between the two (README, "The ARM check on a PC").
 #
 # Environment:
 #   BEATGUARD_ARM_ROOT     where the root is cached (see arm_root.sh)

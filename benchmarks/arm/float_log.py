@@ -11,8 +11,9 @@ each step of it on one machine, from the same reconstruction file, and
     float_log.py compare x86_64.npz aarch64.npz
 
 The steps: the residual, its square, the per-beat mean (the shape error),
-its logarithm with ``numpy.log`` (what the decision uses) and with
-``math.log`` (the C library's, one value at a time).
+its logarithm with ``numpy.log`` (what the decision used first) and with
+``math.log`` (the C library's, one value at a time, what it uses now:
+``beatguard.device.decision.log_errors``).
 """
 
 from __future__ import annotations
