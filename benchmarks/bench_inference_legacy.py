@@ -38,15 +38,6 @@ def legacy_venv() -> Path:
     return Path(os.environ.get("BEATGUARD_LEGACY_VENV", REPO / ".venv-tflite214"))
 
 
-def _bench_inference():
-    spec = importlib.util.spec_from_file_location(
-        "bench_inference_for_legacy", HERE / "bench_inference.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def run(runs: int = 5) -> dict:
     """Make the legacy venv and the models, time them there."""
     venv = legacy_venv()
@@ -65,7 +56,8 @@ def run(runs: int = 5) -> dict:
             "table_md": f"Not measured: the legacy environment {venv} could not be "
             f"made ({reason}).",
         }
-    inference = _bench_inference()
+    import bench_inference as inference  # this folder, on sys.path as for bench_memory
+
     with tempfile.TemporaryDirectory() as tmp:
         if importlib.util.find_spec("tensorflow") is None:  # a Pi: copied models
             models = inference.PREPARED

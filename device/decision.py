@@ -70,11 +70,15 @@ def log_errors(errors: NDArray[np.floating] | Sequence[float]) -> NDArray[np.flo
     return np.array([math.log(v) for v in x.ravel()], np.float64).reshape(x.shape)
 
 
+def median_and_spread(values: NDArray[np.floating]) -> tuple[float, float]:
+    """Median and 1.4826 MAD (a normal distribution's sd) of ``values``."""
+    center = float(np.median(values))
+    return center, float(_MAD_TO_SD * np.median(np.abs(values - center)))
+
+
 def robust_log_spread(errors: NDArray[np.floating]) -> tuple[float, float]:
     """Median and 1.4826 MAD of ``ln errors``."""
-    logs = log_errors(errors)
-    center = float(np.median(logs))
-    return center, float(_MAD_TO_SD * np.median(np.abs(logs - center)))
+    return median_and_spread(log_errors(errors))
 
 
 def prematurity(
@@ -186,9 +190,7 @@ class BeatDecision:
     @property
     def reference(self) -> tuple[float, float]:
         """Current ``(m, s)``: median and spread of ``ln e`` used for z_shape."""
-        logs = np.fromiter(self._history, np.float64)
-        center = float(np.median(logs))
-        spread = float(_MAD_TO_SD * np.median(np.abs(logs - center)))
+        center, spread = median_and_spread(np.fromiter(self._history, np.float64))
         return center, max(self.settings.log_sd, spread)
 
     def timing_z(self, prematurity_share: NDArray[np.floating]) -> NDArray[np.float64]:

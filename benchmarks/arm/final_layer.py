@@ -172,9 +172,10 @@ def last_dense_params(model_path: Path) -> dict:
         (out,), ``output_scale``, ``output_zero_point``.
     """
     _, module = interpreter_module("auto")
+    builtin_only = module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     interp = module.Interpreter(
         model_path=str(model_path),
-        experimental_op_resolver_type=module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        experimental_op_resolver_type=builtin_only,
         experimental_preserve_all_tensors=True,
     )
     interp.allocate_tensors()
