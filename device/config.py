@@ -85,7 +85,8 @@ SETTINGS: tuple[Setting, ...] = (
             "text mode only: ADC resolution in bits (0: no saturation check)"),
     Setting("link", "reconnect", "--reconnect", bool, True,
             "reopen a vanished port with back-off (--no-reconnect: stop when "
-            "the port goes away, e.g. at the end of a replayed record)"),
+            "the port goes away: exit status 0 at the end of a replay by "
+            "beatguard simulate, 1 when the port was lost before it)"),
     Setting("model", "dir", "--model", str, None,
             "model bundle folder (model.tflite + model.json) made by "
             "`beatguard train` and `beatguard convert`", "DIR"),

@@ -89,6 +89,10 @@ class PortBusy(LinkError, OSError):
     """Another process holds the serial port."""
 
 
+class PortLost(LinkError, ConnectionError):
+    """The port vanished before the stream ended, and is not reopened."""
+
+
 class ProtocolError(LinkError, ValueError):
     """Bytes from the board that do not follow the protocol."""
 

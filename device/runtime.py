@@ -24,7 +24,10 @@ policy is told of every quality change and says nothing meanwhile.
 
 ``stop_event`` ends the loop cleanly (the command sets it on SIGINT and
 SIGTERM); so does a source whose ``running`` attribute turns False once it
-has nothing more to give (the link without reconnection, a replay).
+has nothing more to give (the end of a replay), as "end of stream". A
+source whose ``get`` raises ``LinkError`` once it has given everything (the
+link, when the port vanishes without reconnection) ends the loop too, as
+"port lost", and the summary's ``problems`` say why.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from numpy.typing import NDArray
 from beatguard.device.alerts import Alert, AlertPolicy, AlertSettings
 from beatguard.device.chain import ChainConfig, SignalChain
 from beatguard.device.console import Status
-from beatguard.device.errors import ConfigError
+from beatguard.device.errors import ConfigError, LinkError, PortLost
 from beatguard.device.eventlog import EventLog
 from beatguard.device.recorder import (
     LABEL_ANOMALOUS,
@@ -119,6 +122,9 @@ class RunSummary:
     end_reason : str
     alert_kinds : dict
         Alerts raised per kind.
+    problems : list of str
+        What went wrong that the user must be told at the end (the port was
+        lost, ...), one line each; empty after a clean session.
     """
 
     beats: int = 0
@@ -130,6 +136,7 @@ class RunSummary:
     lost_samples: int = 0
     end_reason: str = ""
     alert_kinds: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
 
 
 class Runtime:
@@ -234,23 +241,31 @@ class Runtime:
         """
         reason = "stopped"
         try:
-            while not self.stop_event.is_set():
-                item = self._next_item()
-                if item is None:
-                    if self.stop_event.is_set():
-                        break
-                    if not getattr(self.source, "running", True):
-                        reason = "end of stream"
-                        break
-                elif isinstance(item, LinkEvent):
-                    self._on_link_event(item)
-                else:
-                    self._on_chunk(item)
-                self._commit()
-                self._maybe_status()
+            reason = self._loop()
+        except LinkError as err:
+            reason = "port lost" if isinstance(err, PortLost) else "link error"
+            self.summary.problems.append(str(err))
         finally:
             self._finish(reason)
         return self.summary
+
+    def _loop(self) -> str:
+        """Take items until stopped or the source has finished; say which."""
+        while not self.stop_event.is_set():
+            # Asked before get(): a source that had stopped by then has
+            # handed out its last item (or raised its error) in that get.
+            finished = not getattr(self.source, "running", True)
+            item = self._next_item()
+            if item is None:
+                if finished:
+                    return "end of stream"
+            elif isinstance(item, LinkEvent):
+                self._on_link_event(item)
+            else:
+                self._on_chunk(item)
+            self._commit()
+            self._maybe_status()
+        return "stopped"
 
     def _next_item(self) -> SampleChunk | LinkEvent | None:
         """The next item; chunks already waiting back to back are merged.
@@ -268,7 +283,10 @@ class Runtime:
         parts = [item]
         size = len(item)
         while size < self.max_batch_samples:
-            more = self.source.get(timeout_s=0.0)
+            try:
+                more = self.source.get(timeout_s=0.0)
+            except LinkError:
+                break  # these samples first; the link raises it again next time
             if more is None:
                 break
             last = parts[-1]
@@ -330,6 +348,7 @@ class Runtime:
         self.status.link = {
             LinkEventKind.DISCONNECTED: "disconnected, reopening",
             LinkEventKind.PORT_ERROR: "port unavailable",
+            LinkEventKind.END_OF_STREAM: "stream ended",
         }.get(event.kind, "ok")
 
     def _on_announce(self, details: dict) -> None:

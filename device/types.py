@@ -71,6 +71,7 @@ class LinkEventKind(enum.Enum):
     RECONNECTED = "reconnected"  # the port came back
     BOARD_RESET = "board_reset"  # the board rebooted (boot text, new announce)
     PORT_ERROR = "port_error"  # the port cannot be opened (busy, missing)
+    END_OF_STREAM = "end_of_stream"  # a replay is complete (nothing follows)
 
 
 @dataclass(frozen=True)

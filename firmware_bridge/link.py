@@ -25,7 +25,15 @@ What it does when things go wrong, each with one log line:
   first estimated from wall-clock time (seconds since the last byte times
   the sample rate) and then made exact by the next frame's sequence
   counter when the board kept counting (see ``FrameDecoder.mark_outage``);
-  in text mode it stays an estimate.
+  in text mode it stays an estimate. Without ``reconnect`` the reader
+  stops instead, and :meth:`get` raises ``PortLost`` once every item
+  before the loss has been taken.
+* **End of a replay** (the board simulator's end frame, or its ``EOT``
+  line in text mode): an ``END_OF_STREAM`` event. Without ``reconnect``
+  the link then closes the port and stops, and :meth:`get` returns None
+  once every item has been taken; with it, the port closing next is
+  handled like any loss (the link waits for it to come back). A real
+  board never ends its stream.
 * **Board reset** (boot text, then a new announce): the decoder emits
   ``BOARD_RESET`` and an estimated ``GAP``; the link logs the boot text.
 * **Permission denied** and other open errors: :meth:`open` raises
@@ -47,7 +55,7 @@ from typing import Any
 
 import serial
 
-from beatguard.device.errors import LinkError, PortBusy, PortNotFound
+from beatguard.device.errors import LinkError, PortBusy, PortLost, PortNotFound
 from beatguard.device.types import LinkEvent, LinkEventKind, SampleChunk
 from beatguard.firmware_bridge.protocol import Announce, FrameDecoder
 from beatguard.firmware_bridge.textmode import TextDecoder
@@ -76,7 +84,8 @@ class SerialLink:
         sample rate instead of beatguard frames.
     reconnect : bool
         Wait for a missing port and reopen a vanished one; when False, a
-        missing port raises and a vanished one ends the stream.
+        missing port raises and a vanished one ends the stream with
+        ``PortLost``.
     stop_event : threading.Event, optional
         Stops the reader when set (as does :meth:`close`).
     open_timeout_s : float, optional
@@ -246,8 +255,9 @@ class SerialLink:
         ------
         LinkError
             Once the reader has stopped for good because of an error (the
-            port never appeared within ``open_timeout_s``) and every item
-            before it has been taken.
+            port never appeared within ``open_timeout_s``; ``PortLost``: it
+            vanished without ``reconnect``) and every item before it has
+            been taken.
         """
         try:
             return self._queue.get(timeout=timeout_s if self._running else 0.0)
@@ -299,11 +309,13 @@ class SerialLink:
             for item in self.decoder.feed(data):
                 self._on_item(item)
                 self._queue.put(item)
+                if _is_end(item) and not self.reconnect:
+                    self._stop.set()  # the replay is complete: close the port
+                    return
         self._maybe_summarize()
 
     def _on_lost(self, err: Exception) -> None:
         self._close_port()
-        self.connected = False
         self._lost_t = self._clock()
         for item in self.decoder.flush():
             self._queue.put(item)
@@ -311,7 +323,10 @@ class SerialLink:
         if self.reconnect:
             log.warning("%s: port lost (%s); reopening", self.url, why)
         else:
-            log.warning("%s: port lost (%s); stream ended", self.url, why)
+            # Not logged here: get() raises it and the caller says it once.
+            self.error = PortLost(
+                f"{self.url}: port lost before the end of the stream ({why})"
+            )
             self._stop.set()
         self._put_event(LinkEventKind.DISCONNECTED, f"{self.url}: port lost ({why})")
         self._delay_s = self.retry_min_s
@@ -386,6 +401,7 @@ class SerialLink:
 
     def _close_port(self) -> None:
         port, self._port = self._port, None
+        self.connected = False
         if port is None:
             return
         try:
@@ -410,7 +426,7 @@ class SerialLink:
     def _on_item(self, item: Item) -> None:
         if isinstance(item, SampleChunk):
             return
-        if item.kind is LinkEventKind.ANNOUNCE:
+        if item.kind in (LinkEventKind.ANNOUNCE, LinkEventKind.END_OF_STREAM):
             log.info("%s: %s", self.url, item.message)
         elif item.kind is LinkEventKind.BOARD_RESET:
             log.warning("%s: %s", self.url, item.message)
@@ -455,6 +471,10 @@ class SerialLink:
             "(beatguard run --text-fs-hz HZ, or text_fs_hz in [link])",
             self.url,
         )
+
+
+def _is_end(item: Item) -> bool:
+    return isinstance(item, LinkEvent) and item.kind is LinkEventKind.END_OF_STREAM
 
 
 def classify_open_error(url: str, err: BaseException) -> LinkError:

@@ -11,6 +11,10 @@ byte (see ``PROTOCOL.md`` next to this file for the byte tables):
   repeats the last 16 so up to three lost frames cost nothing); the decoder
   keeps the first copy of each sample.
 
+A replay (the board simulator) ends with a third kind, the *end frame*
+(type ``'E'``, no body): the stream is complete and nothing follows. A board
+never sends it, so a port that vanishes without it was lost.
+
 :class:`FrameDecoder` turns bytes, split anywhere, into
 :class:`~beatguard.device.types.SampleChunk` and
 :class:`~beatguard.device.types.LinkEvent` objects with stream indices that
@@ -37,6 +41,7 @@ PROTOCOL_VERSION = 1
 DELIMITER = 0x00
 TYPE_ANNOUNCE = 0x41  # 'A'
 TYPE_SAMPLES = 0x53  # 'S'
+TYPE_END = 0x45  # 'E'
 
 VALUE_MASK = 0x0FFF  # bits 0-11: ADC value
 LO_PLUS_BIT = 0x1000  # bit 12: LO+ pin high (electrode off)
@@ -205,6 +210,11 @@ class SampleFrame:
         return tuple(bool(w & LO_MINUS_BIT) for w in self.words)
 
 
+@dataclass(frozen=True)
+class EndOfStream:
+    """The end frame: a replay is complete and nothing more will come."""
+
+
 def _finish(payload: bytes) -> bytes:
     crc = crc16_ccitt(payload).to_bytes(CRC_BYTES, "little")
     return cobs_encode(payload + crc) + bytes([DELIMITER])
@@ -281,7 +291,12 @@ def encode_frame(
     return _finish(bytes([TYPE_SAMPLES]) + body)
 
 
-def decode_payload(encoded: bytes) -> Announce | SampleFrame:
+def encode_end() -> bytes:
+    """The complete wire bytes of the end frame (sent after a replay's last frame)."""
+    return _finish(bytes([TYPE_END]))
+
+
+def decode_payload(encoded: bytes) -> Announce | SampleFrame | EndOfStream:
     """Decode one frame's bytes (between delimiters, still COBS-encoded).
 
     Raises
@@ -301,6 +316,10 @@ def decode_payload(encoded: bytes) -> Announce | SampleFrame:
         return _decode_samples(body)
     if kind == TYPE_ANNOUNCE:
         return _decode_announce(body)
+    if kind == TYPE_END:
+        if body:
+            raise ProtocolError(f"end frame with a body of {len(body)} bytes")
+        return EndOfStream()
     raise ProtocolError(f"unknown frame type 0x{kind:02x}")
 
 
@@ -463,6 +482,8 @@ class FrameDecoder:
     * A later announce whose board counter went backwards means the board
       rebooted: a ``BOARD_RESET`` event, then a ``GAP`` whose size is
       estimated from the wall-clock time since the last sample frame.
+    * The end frame gives an ``END_OF_STREAM`` event, after any pending
+      ``CORRUPT`` count.
     * After :meth:`mark_outage` (the port was lost and reopened) the next
       frame's sequence number gives the exact gap when the board kept
       counting; the caller's wall-clock estimate only picks among the
@@ -578,13 +599,18 @@ class FrameDecoder:
             return True
         return False
 
-    def _accept(self, frame: Announce | SampleFrame, out: ItemCollector) -> None:
+    def _accept(
+        self, frame: Announce | SampleFrame | EndOfStream, out: ItemCollector
+    ) -> None:
         self.stats.frames_ok += 1
         if self._after_bad:
             self.stats.resyncs += 1
             self._after_bad = False
         if isinstance(frame, Announce):
             self._on_announce(frame, out)
+        elif isinstance(frame, EndOfStream):
+            self._emit_corrupt(out)
+            out.event(end_of_stream_event(self._stream))
         else:
             self._on_samples(frame, out)
 
@@ -794,6 +820,15 @@ class FrameDecoder:
             )
         )
         self._stream += lost
+
+
+def end_of_stream_event(at_sample: int) -> LinkEvent:
+    """The event a decoder gives for the end of a replay (frame or text)."""
+    return LinkEvent(
+        LinkEventKind.END_OF_STREAM,
+        "the board ended the stream (end of the replay)",
+        at_sample=at_sample,
+    )
 
 
 def _signed16(value: int) -> int:

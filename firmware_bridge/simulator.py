@@ -5,7 +5,10 @@ waits for a client to open its port (opening an Uno's port resets it), boots
 for a quarter of a second, sends an announce and then sample frames at the
 record's pace (or ``speed`` times faster), repeating the announce every two
 seconds of record time. With ``text=True`` it prints one number per line
-and ``!`` while leads are off, like the AD8232 example sketches.
+and ``!`` while leads are off, like the AD8232 example sketches. When the
+record is over it sends the end of the stream (the end frame, or a line
+holding ``EOT`` in text mode), which a board never does, so that a reader
+can tell a finished replay from a lost port; then it closes the port.
 
 Faults, all seeded:
 
@@ -54,8 +57,10 @@ from beatguard.firmware_bridge.protocol import (
     VALUE_MASK,
     Announce,
     encode_announce,
+    encode_end,
     encode_frame,
 )
+from beatguard.firmware_bridge.textmode import END_LINE
 
 log = logging.getLogger(__name__)
 
@@ -445,11 +450,12 @@ class BoardSimulator:
 
         The same bytes the run writes when nothing goes wrong: the opening
         marker, the announce, then frames with periodic announces (or
-        lines). Useful for files, decoder tests and benchmarks.
+        lines), then the end of the stream. Useful for files, decoder tests
+        and benchmarks.
         """
         self._next_announce = self.announce_every
         body = self._encode_batch(0, len(self.counts))
-        return self._marker() + self._announce(0) + body
+        return self._marker() + self._announce(0) + body + self._end()
 
     # Life cycle ----------------------------------------------------------------
 
@@ -548,6 +554,8 @@ class BoardSimulator:
                 self.stats.samples_skipped += end - next_k
             next_k = end
         if not self.stop_event.is_set():
+            # Sent as is: the end is the simulator's word, not the line's.
+            self.stats.bytes_written += self.port.write(self._end(), self.stop_event)
             self.port.drain(timeout_s=5.0, stop=self.stop_event)
 
     def _marker(self) -> bytes:
@@ -558,6 +566,10 @@ class BoardSimulator:
         free-running board mid-line; the text decoder drops that first line.
         """
         return b"\r\n" if self.text else b"\x00"
+
+    def _end(self) -> bytes:
+        """The end of the stream: the end frame, or the ``EOT`` line."""
+        return END_LINE + b"\r\n" if self.text else encode_end()
 
     def _encode_batch(self, start: int, end: int) -> bytes:
         """Frames (or lines) for samples ``start .. end-1``, with announces."""

@@ -10,6 +10,9 @@ decoder:
 * a number line is one sample;
 * a ``!`` line is one sample with ``leads_off`` True and NaN counts;
 * an empty line is ignored;
+* a line holding only ``EOT`` (0x04), which the board simulator sends when
+  its replay is complete (a sketch never does), gives an ``END_OF_STREAM``
+  event; anything after it is ignored;
 * any other line (boot text, a line garbled on the wire) is skipped and
   counted; a ``CORRUPT`` event with the count and an example line is
   emitted at most once per second of stream, and by :meth:`flush`.
@@ -25,10 +28,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from beatguard.device.types import LinkEvent, LinkEventKind, SampleChunk
-from beatguard.firmware_bridge.protocol import ItemCollector
+from beatguard.firmware_bridge.protocol import ItemCollector, end_of_stream_event
 
 #: A line longer than this without a newline is not a sample line.
 MAX_LINE_BYTES = 64
+#: The line that ends a replay (ASCII end of transmission).
+END_LINE = b"\x04"
 _NAN = float("nan")
 
 
@@ -108,8 +113,12 @@ class TextDecoder:
             self._skipping = False
         values: list[float] = []
         lo: list[bool] = []
+        ended = False
         for raw in lines:
             line = raw.strip()
+            if line == END_LINE:
+                ended = True
+                break
             if line.isdigit() and len(line) <= 6:
                 values.append(float(line))
                 lo.append(False)
@@ -120,6 +129,10 @@ class TextDecoder:
             elif line:
                 self._bad_line(line)
         self._deliver(values, lo, out)
+        if ended:
+            self._buf.clear()
+            self._emit_bad(out)
+            out.event(end_of_stream_event(self._stream))
         return out.finish()
 
     def flush(self) -> list[SampleChunk | LinkEvent]:

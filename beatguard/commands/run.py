@@ -4,6 +4,10 @@ Reads the board through the serial link, scores every beat with the int8
 model bundle, logs beats, alerts, link events and quality changes to the
 SQLite event log, sounds the buzzer, and prints a one-line live status.
 SIGINT (Ctrl-C) and SIGTERM (``systemctl stop``) end the session cleanly.
+
+Exit status: 0 when the session ended cleanly (a signal, the end of a
+replay); 1 when something went wrong that the last lines name, e.g. the
+port was lost with ``--no-reconnect``.
 """
 
 from __future__ import annotations
@@ -90,7 +94,9 @@ def _run(cfg: SimpleNamespace, stop: threading.Event) -> int:
         f"{summary.alerts} alerts, {summary.gaps} gaps, "
         f"{summary.corrupt_frames} corrupt frames ({summary.end_reason})"
     )
-    return 0
+    for problem in summary.problems:
+        print(f"beatguard run: {problem}", file=sys.stderr)
+    return 1 if summary.problems else 0
 
 
 def _open_event_log(cfg: SimpleNamespace, scorer, version: str):

@@ -188,3 +188,33 @@ def test_read_only_event_log_is_one_line_and_the_runtime_goes_on(
     summary = run.stdout.read()
     beats = int(summary.split("beatguard run: ")[1].split(" beats")[0])
     assert beats > 50
+
+
+def test_lost_port_without_reconnect_exits_1_in_one_line_and_a_finished_replay_0(
+    tmp_path, mitdb, bundle_106, procs, scaled
+):
+    link = tmp_path / "board"
+    finished, lost = tmp_path / "finished.sqlite", tmp_path / "lost.sqlite"
+    replay = ("--start-minute", "5", "--minutes", "1", "--speed", "60")
+    sim = _simulate(procs, link, mitdb / "106", *replay)
+    run = _run(procs, link, bundle_106, finished, tmp_path / "a.log", "--no-reconnect")
+    assert run.wait(scaled(120)) == 0, (tmp_path / "a.log").read_text()
+    assert sim.wait(scaled(30)) == 0
+    assert "port lost" not in (tmp_path / "a.log").read_text()
+    assert read_table(finished, "sessions")[0]["end_reason"] == "end of stream"
+
+    sim = _simulate(procs, link, mitdb / "106", "--start-minute", "5", "--speed", "5")
+    log = tmp_path / "b.log"
+    run = _run(procs, link, bundle_106, lost, log, "--no-reconnect")
+    assert _until(lambda: _beat_count(lost) > 5, scaled(60)), log.read_text()
+    sim.kill()  # the board's port vanishes mid-stream
+    assert run.wait(scaled(60)) == 1, log.read_text()
+    lines = [ln for ln in log.read_text().splitlines() if not ln.startswith("INFO")]
+    about_loss = [ln for ln in lines if "port lost" in ln]
+    assert len(about_loss) == 1 and about_loss[0].startswith("beatguard run: ")
+    assert (
+        str(link) in about_loss[0] and "before the end of the stream" in about_loss[0]
+    )
+    assert "(port lost)" in run.stdout.read()
+    assert read_table(lost, "sessions")[0]["end_reason"] == "port lost"
+    assert _beat_count(lost) > 5  # what was logged stays logged

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import serial
 
-from beatguard.device.errors import PortBusy, PortNotFound
+from beatguard.device.errors import PortBusy, PortLost, PortNotFound
 from beatguard.device.types import LinkEventKind, SampleChunk
 from beatguard.firmware_bridge.link import SerialLink
 from beatguard.firmware_bridge.protocol import Announce, encode_announce, encode_frame
@@ -100,6 +100,50 @@ def test_vanished_port_is_reopened_within_two_seconds_with_exact_gaps(
     assert np.array_equal(got.counts(), record_106[START + idx])
     gaps = [e for _, e in got.of(LinkEventKind.GAP)]
     assert len(gaps) >= 3 and not any(e.details["estimated"] for e in gaps)
+
+
+@pytest.mark.parametrize("text", [False, True], ids=["frames", "text"])
+def test_end_of_a_replay_stops_a_link_without_reconnect_quietly(
+    mitdb, caplog, scaled, text
+):
+    caplog.set_level(logging.WARNING, logger="beatguard.firmware_bridge.link")
+    sim = _sim(mitdb, minutes=0.2, text=text)
+    items = []
+    text_fs_hz = 360.0 if text else None
+    with sim, SerialLink(sim.path, text_fs_hz=text_fs_hz, reconnect=False) as link:
+        deadline = time.monotonic() + scaled(30.0)
+        while time.monotonic() < deadline:
+            finished = not link.running
+            item = link.get(timeout_s=0.1)  # raises if the link failed
+            if item is None and finished:
+                break
+            if item is not None:
+                items.append(item)
+        assert not link.running
+    assert items[-1].kind is LinkEventKind.END_OF_STREAM
+    assert sum(len(i) for i in items if isinstance(i, SampleChunk)) == 12 * 360
+    assert caplog.records == []
+
+
+def test_port_lost_without_reconnect_raises_port_lost_after_the_last_item(
+    mitdb, scaled
+):
+    sim = _sim(mitdb, minutes=1.0, speed=5.0)
+    received, kinds = 0, []
+    with sim, SerialLink(sim.path, reconnect=False) as link:
+        deadline = time.monotonic() + scaled(30.0)
+        while received < 2 * 360 and time.monotonic() < deadline:
+            item = link.get(timeout_s=0.1)
+            if isinstance(item, SampleChunk):
+                received += len(item)
+        sim.stop()  # the board's port closes mid-replay: unplugged
+        with pytest.raises(PortLost, match="port lost before the end of the stream"):
+            while time.monotonic() < deadline:
+                item = link.get(timeout_s=0.1)
+                if item is not None:
+                    kinds.append(getattr(item, "kind", None))
+    assert LinkEventKind.DISCONNECTED in kinds
+    assert LinkEventKind.END_OF_STREAM not in kinds
 
 
 def test_second_process_opening_the_port_gets_port_busy(mitdb, scaled):

@@ -115,6 +115,27 @@ def test_decoder_gives_same_samples_for_any_byte_split():
     assert dec.stats.repeated_samples == 8 * (len(values) // 4) - 12
 
 
+def test_end_frame_comes_after_every_sample_and_says_the_stream_is_complete():
+    values = list(range(200, 240))
+    wire = _announce() + b"".join(_stream(values)) + p.encode_end()
+    dec = p.FrameDecoder()
+    items = dec.feed(wire)
+    chunks, events = _collect(items)
+    assert [e.kind for e in events] == [
+        LinkEventKind.ANNOUNCE,
+        LinkEventKind.END_OF_STREAM,
+    ]
+    assert items[-1] is events[-1] and events[-1].at_sample == len(values)
+    assert np.concatenate([c.counts for c in chunks]).tolist() == values
+    assert p.encode_end() == bytes.fromhex("044591f900")
+
+
+def test_end_frame_with_a_body_is_rejected():
+    bad = p.cobs_encode(b"E\x01" + p.crc16_ccitt(b"E\x01").to_bytes(2, "little"))
+    with pytest.raises(ProtocolError, match="end frame with a body"):
+        p.decode_payload(bad)
+
+
 def test_leads_off_bits_reach_the_chunk():
     wire = _announce() + p.encode_frame(0, [1, 2, 3], [False, True, False], None)
     wire += p.encode_frame(3, [4, 5], None, [False, True])

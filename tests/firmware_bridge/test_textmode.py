@@ -56,6 +56,17 @@ def test_bang_lines_are_leads_off_samples_not_errors():
     assert dec.stats.bad_lines == 0 and dec.stats.leads_off_samples == 3
 
 
+def test_eot_line_ends_the_stream_after_the_lines_before_it():
+    dec = TextDecoder(FS_HZ)
+    items = dec.feed(b"\n" + _lines([500, 501, 0], [False, False, True]))
+    items += dec.feed(b"oops\r\n\x04\r\n777\r\n")
+    counts, flags, _ = _samples(items)
+    assert counts[:2].tolist() == [500, 501] and flags.tolist() == [False] * 2 + [True]
+    kinds = [i.kind for i in items if isinstance(i, LinkEvent)]
+    assert kinds == [LinkEventKind.CORRUPT, LinkEventKind.END_OF_STREAM]
+    assert items[-1].at_sample == 3  # the 777 after the end is not a sample
+
+
 def test_a_minute_of_bang_lines_is_a_minute_of_leads_off():
     n = int(60 * FS_HZ)
     dec = TextDecoder(FS_HZ)
