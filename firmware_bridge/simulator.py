@@ -8,7 +8,9 @@ seconds of record time. With ``text=True`` it prints one number per line
 and ``!`` while leads are off, like the AD8232 example sketches. When the
 record is over it sends the end of the stream (the end frame, or a line
 holding ``EOT`` in text mode), which a board never does, so that a reader
-can tell a finished replay from a lost port; then it closes the port.
+can tell a finished replay from a lost port; then it waits until the reader
+has taken every byte, or has closed the port, and closes its side (at most
+``DRAIN_TIMEOUT_S`` seconds, however slow the reader).
 
 Faults, all seeded:
 
@@ -65,6 +67,11 @@ from beatguard.firmware_bridge.textmode import END_LINE
 log = logging.getLogger(__name__)
 
 FIRMWARE_VERSION = "1.0.0"
+#: Longest wait, wall-clock seconds, at the end of a replay for the client
+#: to take the bytes still queued for it before the port is closed. A
+#: reader that keeps reading, however slowly, is done far sooner; the wait
+#: ends as soon as the queue is empty or the client has closed the port.
+DRAIN_TIMEOUT_S = 120.0
 BOOT_TEXT = b"\r\nbeatguard ad8232 board: reset\r\nclock 16 MHz, timer1 CTC\r\n"
 
 
@@ -198,24 +205,43 @@ class PtyPort:
         return done
 
     def drain(self, timeout_s: float, stop: threading.Event) -> None:
-        """Wait until the client has read what was written (or timeout)."""
+        """Wait until the client has taken every byte written, or has left.
+
+        The bytes still queued for the client are read on the slave side
+        (``FIONREAD``; a pty master's ``TIOCOUTQ`` says 0 on Linux whatever
+        is queued). The kernel moves bytes into that queue in the
+        background, so it must stay empty for 0.3 s, not just once. Gives
+        up after ``timeout_s`` seconds (a client that stopped reading), with
+        a log line saying how many bytes it left.
+        """
+        deadline = time.monotonic() + timeout_s
+        queued, empty_polls = 0, 0
+        while empty_polls < 6 and self.has_client() and not stop.is_set():
+            if time.monotonic() > deadline:
+                log.warning(
+                    "simulator: the client left %d bytes unread for %g s; "
+                    "closing the port",
+                    queued,
+                    timeout_s,
+                )
+                return
+            queued = self._queued_for_client()
+            empty_polls = empty_polls + 1 if queued == 0 else 0
+            stop.wait(0.05)
+
+    def _queued_for_client(self) -> int:
+        """Bytes written that the client has not read yet (0 if unknown)."""
+        # Opened only for the count: held open, it would hide the client's
+        # leaving from has_client().
         try:
             fd = os.open(self.slave_path, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
         except OSError:
-            return
+            return 0
         try:
-            deadline = time.monotonic() + timeout_s
-            empty = 0
-            # The kernel moves bytes into the slave's queue in the background,
-            # so the queue must stay empty for a while, not just once.
-            while time.monotonic() < deadline and not stop.is_set() and empty < 6:
-                queued = struct.unpack(
-                    "i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0")
-                )[0]
-                empty = empty + 1 if queued == 0 else 0
-                stop.wait(0.05)
+            raw = fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0")
         finally:
             os.close(fd)
+        return struct.unpack("i", raw)[0]
 
     def close(self) -> None:
         """Close the master (the client sees the port vanish); idempotent."""
@@ -556,7 +582,7 @@ class BoardSimulator:
         if not self.stop_event.is_set():
             # Sent as is: the end is the simulator's word, not the line's.
             self.stats.bytes_written += self.port.write(self._end(), self.stop_event)
-            self.port.drain(timeout_s=5.0, stop=self.stop_event)
+            self.port.drain(timeout_s=DRAIN_TIMEOUT_S, stop=self.stop_event)
 
     def _marker(self) -> bytes:
         """What ends the garbage a client may have seen before our data.

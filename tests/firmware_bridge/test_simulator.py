@@ -165,3 +165,32 @@ def test_cli_port_option_writes_frames_to_a_real_serial_device(mitdb, record_106
     expected = record_106[int(29.9 * 60 * 360) :]
     assert np.array_equal(counts, expected[: len(counts)])
     assert len(counts) == len(expected)
+
+
+def test_a_slow_reader_gets_the_whole_replay_and_its_end_before_the_port_closes(
+    mitdb, record_106, scaled
+):
+    """A reader taking 2.5 kB/s leaves about 8 s of bytes queued at the end."""
+    from beatguard.firmware_bridge.protocol import FrameDecoder
+
+    sim = BoardSimulator.from_record(
+        mitdb / "106", start_minute=5.0, minutes=0.1, speed=100.0
+    ).start()
+    fd = os.open(sim.path, os.O_RDONLY | os.O_NOCTTY)
+    dec, items = FrameDecoder(), []
+    try:
+        while True:
+            try:
+                data = os.read(fd, 256)
+            except OSError:  # EIO: the simulator closed its side
+                break
+            if not data:
+                break
+            items += dec.feed(data)
+            threading.Event().wait(0.1)
+    finally:
+        os.close(fd)
+    assert sim.join(timeout_s=scaled(30.0))
+    counts = np.concatenate([i.counts for i in items if hasattr(i, "counts")])
+    assert np.array_equal(counts, record_106[5 * 60 * 360 :][: 36 * 60])
+    assert items[-1].kind is LinkEventKind.END_OF_STREAM
