@@ -14,8 +14,12 @@ few times a second, not once per row.
 Failures. A full disk or a file that turns read-only does not stop the
 runtime: the failed rows stay in a bounded in-memory queue, one clear line
 is logged, and writing is retried every ``retry_s`` seconds; once the disk
-has room again the queue is written in order. Opening a file that cannot
-be written raises ``EventLogError`` naming the file and the reason.
+has room again the queue is written in order. Rows that never made it
+(still queued at ``close``, or dropped from a full queue) are counted in
+``lost_rows``, and ``loss`` says it in one line for the caller to report
+(``beatguard run`` prints it last and exits with status 1). Opening a file
+that cannot be written raises ``EventLogError`` naming the file and the
+reason.
 """
 
 from __future__ import annotations
@@ -184,6 +188,7 @@ class EventLog:
         self._max_pending = int(max_pending_rows)
         self.dropped_rows = 0
         self.failed = False
+        self.write_error = ""  # why the last write failed
         self._retry_at_mono = 0.0
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
@@ -422,6 +427,7 @@ class EventLog:
 
     def _note_failure(self, err: sqlite3.DatabaseError) -> None:
         self._retry_at_mono = time.monotonic() + self.retry_s
+        self.write_error = str(err)
         if not self.failed:
             logger.error(
                 "event log %s: cannot write (%s); %d rows kept in memory, "
@@ -435,21 +441,33 @@ class EventLog:
 
     # Closing ----------------------------------------------------------------
 
+    @property
+    def lost_rows(self) -> int:
+        """Rows never written: dropped from the full queue, and once closed,
+        those still queued."""
+        unwritten = len(self._pending) if self._db is None else 0
+        return self.dropped_rows + unwritten
+
+    @property
+    def loss(self) -> str | None:
+        """One line saying how many rows were lost and why; None if none."""
+        if not self.lost_rows:
+            return None
+        return (
+            f"event log {self.path}: {self.lost_rows} rows could not be written "
+            f"({self.write_error})"
+        )
+
     def close(self, end_reason: str = "stopped") -> None:
         """Write what is queued, mark the session ended and close the file.
 
         May be called more than once. Rows that still cannot be written are
-        counted in the log line; the session row then keeps a NULL end.
+        counted in ``lost_rows`` (and said by ``loss``), not logged: the
+        caller reports them; the session row then keeps a NULL end.
         """
         if self._db is None:
             return
         self.commit(force=True)
-        if self._pending:
-            logger.error(
-                "event log %s: %d rows could not be written and are lost",
-                self.path,
-                len(self._pending),
-            )
         wall_s, mono_s = self._clock()
         try:
             self._db.execute(
@@ -459,7 +477,11 @@ class EventLog:
             )
             self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
         except sqlite3.DatabaseError as err:
-            logger.error("event log %s: cannot close the session (%s)", self.path, err)
+            # After a failure already said, the same cause again is no news.
+            level = logging.DEBUG if self.failed else logging.ERROR
+            logger.log(
+                level, "event log %s: cannot close the session (%s)", self.path, err
+            )
         self._db.close()
         self._db = None
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import threading
 import time
 from pathlib import Path
@@ -97,7 +98,10 @@ def run(args: argparse.Namespace) -> int:
     print("[4/4] plotting")
     plots = _plots(record_path, result, out)
     _print_summary(result, model_dir, out, plots, time.monotonic() - started_s)
-    return 0
+    problems = result["summary"].problems
+    for problem in problems:
+        print(f"beatguard demo: {problem}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 # Steps ----------------------------------------------------------------------
@@ -184,6 +188,8 @@ def _simulate_and_run(
         )
         summary = runtime.run()
         event_log.close(end_reason=summary.end_reason)
+        if event_log.loss:
+            summary.problems.append(event_log.loss)
         threshold = scorer.threshold
         session = event_log.session
     rate_hz = simulator.fs_hz * speed

@@ -6,8 +6,9 @@ SQLite event log, sounds the buzzer, and prints a one-line live status.
 SIGINT (Ctrl-C) and SIGTERM (``systemctl stop``) end the session cleanly.
 
 Exit status: 0 when the session ended cleanly (a signal, the end of a
-replay); 1 when something went wrong that the last lines name, e.g. the
-port was lost with ``--no-reconnect``.
+replay); 1 when something went wrong that the last lines name: the port was
+lost with ``--no-reconnect``, or event log rows could not be written (a full
+disk; the runtime keeps going meanwhile, alerts still sound).
 """
 
 from __future__ import annotations
@@ -89,6 +90,8 @@ def _run(cfg: SimpleNamespace, stop: threading.Event) -> int:
             status_line.end()
         if event_log is not None:
             event_log.close(end_reason=summary.end_reason)
+            if event_log.loss:
+                summary.problems.append(event_log.loss)
     print(
         f"beatguard run: {summary.beats} beats, {summary.anomalous_beats} abnormal, "
         f"{summary.alerts} alerts, {summary.gaps} gaps, "

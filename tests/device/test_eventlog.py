@@ -146,6 +146,27 @@ def test_full_disk_keeps_rows_in_memory_logs_one_line_and_recovers(tmp_path, cap
     log.close()
 
 
+def test_rows_still_unwritten_at_close_are_counted_and_said_in_one_line(
+    tmp_path, caplog
+):
+    path = tmp_path / "events.sqlite"
+    log = EventLog(path, retry_s=0.0, max_size_bytes=64 * 1024)
+    caplog.set_level(logging.ERROR, logger="beatguard.device.eventlog")
+    for batch in range(200):
+        _add_beats(log, range(batch * 50, batch * 50 + 50))
+        if not log.commit():
+            break
+    assert log.failed and log.loss is None  # not lost yet: retried until close
+    pending = log.pending_rows
+    log.close()
+    assert log.lost_rows == pending > 0
+    assert log.loss == (
+        f"event log {path}: {pending} rows could not be written "
+        "(database or disk is full)"
+    )
+    assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) == 1
+
+
 def test_missing_folder_is_created_and_unwritable_place_is_one_clear_error(tmp_path):
     path = tmp_path / "a" / "b" / "events.sqlite"
     EventLog(path).close()

@@ -41,13 +41,14 @@ def _simulate(procs, link: Path, record: Path, *args: str) -> subprocess.Popen:
     return sim
 
 
-def _run(procs, port: Path, bundle: Path, events: Path, log: Path, *args: str):
+def _run(procs, port: Path, bundle: Path, events: Path, log: Path, *args: str, **popen):
     run = subprocess.Popen(
         [*CLI, "run", "--port", str(port), "--model", str(bundle)]
         + ["--events", str(events), "--no-buzzer", "--no-status", *args],
         stdout=subprocess.PIPE,
         stderr=open(log, "w"),
         text=True,
+        **popen,
     )
     procs.append(run)
     return run
@@ -218,3 +219,46 @@ def test_lost_port_without_reconnect_exits_1_in_one_line_and_a_finished_replay_0
     assert "(port lost)" in run.stdout.read()
     assert read_table(lost, "sessions")[0]["end_reason"] == "port lost"
     assert _beat_count(lost) > 5  # what was logged stays logged
+
+
+def _file_size_limit(limit_bytes: int):
+    """For ``preexec_fn``: no file of the process may grow past ``limit_bytes``.
+
+    The kernel then refuses the write (EFBIG) just as a full disk does
+    (ENOSPC); SIGXFSZ is ignored so the write fails instead of killing.
+    """
+    import resource
+
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+    return apply
+
+
+def test_full_disk_keeps_the_runtime_going_and_ends_it_with_status_1_and_the_count(
+    tmp_path, mitdb, bundle_106, procs, scaled
+):
+    link, events, log = tmp_path / "board", tmp_path / "e.sqlite", tmp_path / "run.log"
+    replay = ("--start-minute", "5", "--minutes", "3", "--speed", "30")
+    sim = _simulate(procs, link, mitdb / "106", *replay)
+    run = _run(
+        procs,
+        link,
+        bundle_106,
+        events,
+        log,
+        "--no-reconnect",
+        preexec_fn=_file_size_limit(256_000),
+    )
+    assert run.wait(scaled(120)) == 1, log.read_text()
+    assert sim.wait(scaled(30)) == 0
+    summary = run.stdout.read()
+    beats = int(summary.split("beatguard run: ")[1].split(" beats")[0])
+    assert beats > 150 and "(end of stream)" in summary  # it kept going
+    last = log.read_text().strip().splitlines()[-1]
+    assert last.startswith(f"beatguard run: event log {events}: "), last
+    assert last.endswith("rows could not be written (disk I/O error)"), last
+    lost = int(last.split(": ")[-1].split(" rows")[0])
+    written = len(read_table(events, "beats"))
+    assert 0 < written < beats and lost >= beats - written
