@@ -443,8 +443,7 @@ class EventLog:
 
     @property
     def lost_rows(self) -> int:
-        """Rows never written: dropped from the full queue, and once closed,
-        those still queued."""
+        """Rows never written: dropped from a full queue, or still queued at close."""
         unwritten = len(self._pending) if self._db is None else 0
         return self.dropped_rows + unwritten
 
