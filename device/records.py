@@ -31,6 +31,10 @@ LEADS_OFF_CHANNEL = "leads_off"
 #: UCR ECG5000 class labels mapped to the nearest beat annotation symbol.
 UCR_SYMBOLS = {1: "N", 2: "V", 3: "V", 4: "S", 5: "Q"}
 
+#: What a board in text mode prints instead of a value while a lead is off;
+#: in a CSV capture's value column it is a leads-off sample (NaN counts).
+LEADS_OFF_CELL = "!"
+
 
 def _wfdb():
     """The ``wfdb`` package, imported on first use: it pulls in pandas, which
@@ -200,8 +204,10 @@ def read_record(
     path : str or Path
         A WFDB record (``.../106``, ``.../106.hea`` or ``.../106.dat``; the
         ``.atr`` annotations are read when present), a CSV file (one value
-        column, optionally preceded by a time column in seconds) or a UCR
-        beat file (class label then the beat's points on each line).
+        column, optionally preceded by a time column in seconds; a value of
+        ``!``, a board's leads-off line in text mode, is a NaN sample with
+        ``leads_off`` set) or a UCR beat file (class label then the beat's
+        points on each line).
     channel : int
         Signal number to read from a multi-channel WFDB record.
     fs_hz : float, optional
@@ -231,10 +237,19 @@ def read_record(
         return read_wfdb(path, channel=channel, fs_hz=fs_hz)
     if not path.exists():
         raise RecordNotFound(f"{path}: no such record or file")
-    values = _load_table(path)
+    values, leads_off = _load_table(path)
     if values.shape[1] >= 3:
         return _record_from_ucr(path, values, fs_hz, gain_counts_per_mv)
-    return _record_from_csv(path, values, fs_hz, gain_counts_per_mv, baseline_counts)
+    record = _record_from_csv(path, values, fs_hz, gain_counts_per_mv, baseline_counts)
+    if not leads_off.any():
+        return record
+    log.info(
+        "%s: %d '%s' lines read as leads-off samples",
+        path,
+        np.count_nonzero(leads_off),
+        LEADS_OFF_CELL,
+    )
+    return replace(record, leads_off=leads_off)
 
 
 def read_wfdb(path: str | Path, channel: int = 0, fs_hz: float | None = None) -> Record:
@@ -340,35 +355,51 @@ def _read_atr(base: Path) -> Annotations | None:
     )
 
 
-def _load_table(path: Path) -> NDArray[np.float64]:
-    """Numbers of a text table, shape (rows, columns); one header row allowed."""
+def _load_table(path: Path) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+    """Numbers of a text table and which of its rows are leads-off samples.
+
+    Returns values of shape (rows, columns) and flags of shape (rows,). The
+    first non-blank line may be a header. ``!`` as the value of a one- or
+    two-column row (a board's leads-off line in text mode) is NaN with the
+    row flagged. Errors name the file's line number.
+    """
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as err:
         raise RecordFormatError(f"{path}: cannot read ({err})") from err
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    if not lines:
+    if not text.strip():
         raise RecordFormatError(f"{path}: empty file")
     rows: list[list[float]] = []
-    for number, line in enumerate(lines, start=1):
+    leads_off: list[bool] = []
+    numbers: list[int] = []  # file line of each row
+    header_allowed = True
+    for number, line in enumerate(text.splitlines(), start=1):
         cells = line.replace(",", " ").replace(";", " ").split()
+        if not cells:
+            continue
+        off = len(cells) <= 2 and cells[-1] == LEADS_OFF_CELL
         try:
-            rows.append([float(c) for c in cells])
+            row = [float(c) for c in (cells[:-1] if off else cells)]
         except ValueError as err:
-            if number == 1:
-                continue  # a header row
+            if header_allowed:
+                header_allowed = False
+                continue
             raise RecordFormatError(
                 f"{path}:{number}: not a number in {line.strip()[:40]!r}"
             ) from err
+        header_allowed = False
+        rows.append(row + [np.nan] if off else row)
+        leads_off.append(off)
+        numbers.append(number)
     if not rows:
         raise RecordFormatError(f"{path}: no numeric rows")
     width = len(rows[0])
-    for number, row in enumerate(rows, start=1):
+    for number, row in zip(numbers, rows, strict=True):
         if len(row) != width:
             raise RecordFormatError(
-                f"{path}: row {number} has {len(row)} columns, expected {width}"
+                f"{path}:{number}: {len(row)} columns, expected {width}"
             )
-    return np.asarray(rows, dtype=np.float64)
+    return np.asarray(rows, dtype=np.float64), np.asarray(leads_off, dtype=np.bool_)
 
 
 def _record_from_csv(
@@ -464,7 +495,7 @@ def read_ucr(path: str | Path) -> UcrBeats:
     path = Path(path)
     if not path.exists():
         raise RecordNotFound(f"{path}: no such file")
-    values = _load_table(path)
+    values, _ = _load_table(path)
     if values.shape[1] < 3:
         raise RecordFormatError(f"{path}: rows have fewer than 2 beat points")
     return UcrBeats(labels=values[:, 0].astype(np.int64), beats=values[:, 1:])

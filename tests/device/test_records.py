@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import subprocess
 import sys
@@ -116,6 +117,41 @@ def test_csv_with_a_word_in_the_data_names_the_line(tmp_path):
     path.write_text("ecg\n1\n2\noops\n")
     with pytest.raises(RecordFormatError, match=r"bad.csv:4"):
         read_record(path, fs_hz=100.0)
+
+
+def test_csv_bang_lines_are_leads_off_samples_as_in_the_text_mode(tmp_path, caplog):
+    from beatguard.firmware_bridge.textmode import TextDecoder
+
+    lines = b"512\r\n513\r\n!\r\n!\r\n!\r\n514\r\n"
+    path = tmp_path / "capture.csv"
+    path.write_bytes(b"ecg_counts\r\n" + lines)
+    caplog.set_level(logging.INFO, logger="beatguard.device.records")
+    record = read_record(path, fs_hz=250.0, gain_counts_per_mv=225.0)
+    chunk = TextDecoder(250.0, skip_first_line=False).feed(lines)[0]
+    np.testing.assert_array_equal(record.counts, chunk.counts)  # NaN while off
+    np.testing.assert_array_equal(record.leads_off, chunk.leads_off)
+    assert record.leads_off.tolist() == [False, False, True, True, True, False]
+    assert "3 '!' lines read as leads-off samples" in caplog.text
+
+    timed = tmp_path / "timed.csv"
+    timed.write_text("t_s,mv\n0.000,0.1\n0.004,!\n0.008,0.2\n")
+    record = read_record(timed)
+    assert record.fs_hz == pytest.approx(250.0)
+    assert record.leads_off.tolist() == [False, True, False]
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [("ecg\n1\n\n2\n!x\n3\n", "bad.csv:5: not a number"),
+     ("0.0,1\n\n0.1,2\n0.2\n", "bad.csv:4: 1 columns, expected 2"),
+     ("0.0,1\n0.1,!\n!\n", "bad.csv:3: 1 columns, expected 2")],
+    ids=["word", "short-row", "bare-bang-in-two-columns"],
+)  # fmt: skip
+def test_malformed_csv_line_is_refused_with_its_line_number(tmp_path, text, where):
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    with pytest.raises(RecordFormatError, match=where):
+        read_record(path, fs_hz=10.0)
 
 
 def test_ucr_beat_file_reads_labels_and_beats(ecg5000):
