@@ -157,8 +157,8 @@ def _parity(run: TrainingRun, int8_outputs: NDArray[np.float64]) -> dict:
     if not ratio <= PARITY_ERROR_RATIO_LIMIT:
         raise ConversionError(
             f"{run.folder}: the int8 model's shape errors are {ratio:.1f} times the "
-            f"float model's (limit {PARITY_ERROR_RATIO_LIMIT}); retrain with another "
-            "seed or more code noise"
+            f"float model's (limit {PARITY_ERROR_RATIO_LIMIT}); train again with "
+            "another --seed"
         )
     return {
         "reconstruction_rms_int8_vs_float": rms,

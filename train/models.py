@@ -40,16 +40,25 @@ class LstmAutoencoderSpec:
     code_noise_sd : float
         Standard deviation of Gaussian noise added to the encoder's state
         during training only. It keeps the decoder from relying on tiny
-        differences in the code, which int8 quantization would erase; 0.3
-        converted faithfully in every fit tried (0.05 and 0.15 did not
-        always: see benchmarks/bench_ecg5000.py).
+        differences in the code, which int8 quantization would erase (0.05
+        and 0.15 did not always convert faithfully: see
+        benchmarks/bench_ecg5000.py), and it blurs what the model can
+        rebuild, so that beats unlike the training beats are rebuilt worse.
+        0.5 was chosen over 0.3 on the personal records: on the bundled
+        record 208x (two seeds) the demo's decision flagged 65 and 59 of
+        its 82 far-shaped beats with 0.5 against 40 and 50 with 0.3, with
+        3 to 4 other beats flagged either way, while MIT-BIH 105, 106, 108,
+        114 and 116 kept their AUC (within 0.0005) and pooled PVC +P (0.919
+        both). Those are the records the benchmarks report, so they are
+        not a held-out test of this choice. The ECG5000 benchmark keeps
+        its own configuration, selected on its training half.
     """
 
     points: int = 64
     channels: int = 1
     encoder_units: int = 16
     decoder_units: int = 16
-    code_noise_sd: float = 0.3
+    code_noise_sd: float = 0.5
 
     def to_dict(self) -> dict:
         return asdict(self)
