@@ -21,7 +21,9 @@ default.
 from __future__ import annotations
 
 import argparse
+import math
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from types import SimpleNamespace
@@ -29,6 +31,64 @@ from typing import Any
 
 from beatguard.device.alerts import AlertSettings
 from beatguard.device.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The values a number may take: finite, and within the bounds given.
+
+    Attributes
+    ----------
+    low, high : float, optional
+        Smallest and largest value allowed.
+    above, below : float, optional
+        Bounds the value must lie strictly beyond (``above=0``: positive).
+    """
+
+    low: float | None = None
+    high: float | None = None
+    above: float | None = None
+    below: float | None = None
+
+    def problem(self, value: float) -> str | None:
+        """What is wrong with ``value`` ("must be more than 0"), or None."""
+        if not math.isfinite(value):
+            return "must be a finite number"
+        if self.above is not None and not value > self.above:
+            return f"must be more than {self.above:g}"
+        if self.low is not None and value < self.low:
+            return f"must be at least {self.low:g}"
+        if self.below is not None and not value < self.below:
+            return f"must be less than {self.below:g}"
+        if self.high is not None and value > self.high:
+            return f"must be at most {self.high:g}"
+        return None
+
+    def argparse_type(self, kind: type = float) -> Callable[[str], float]:
+        """An argparse ``type``: text to ``kind`` (int or float), checked.
+
+        Its ``argparse.ArgumentTypeError`` is one line, e.g. "must be at
+        least 1, not 0".
+        """
+
+        def parse(text: str) -> float:
+            try:
+                value = kind(text)
+            except ValueError as err:
+                what = "a whole number" if kind is int else "a number"
+                raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from err
+            problem = self.problem(value)
+            if problem is not None:
+                raise argparse.ArgumentTypeError(f"{problem}, not {text}")
+            return value
+
+        parse.__name__ = kind.__name__
+        return parse
+
+
+POSITIVE = Limits(above=0)
+#: ADC resolutions in bits (0: unknown, no saturation check).
+ADC_BITS = Limits(low=0, high=24)
 
 
 @dataclass(frozen=True)
@@ -49,6 +109,9 @@ class Setting:
         What it means, with its unit.
     metavar : str
         Name of the value in ``--help`` (default: the type's name).
+    limits : Limits
+        The values an ``int`` or ``float`` setting may take (default: any
+        finite number).
     """
 
     section: str
@@ -58,6 +121,7 @@ class Setting:
     default: Any
     help: str
     metavar: str = ""
+    limits: Limits = Limits()
 
     @property
     def dest(self) -> str:
@@ -70,19 +134,21 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("link", "port", "--port", str, None,
             "serial port or pyserial URL of the board (e.g. /dev/beatguard, "
             "/dev/ttyACM0, socket://host:port)", "PORT"),
-    Setting("link", "baud", "--baud", int, 115200, "serial speed in baud"),
+    Setting("link", "baud", "--baud", int, 115200, "serial speed in baud",
+            limits=Limits(low=1)),
     Setting("link", "text_fs_hz", "--text-fs-hz", float, None,
             "read the plain-text stream of AD8232 example sketches (one number "
             "per line) at this sample rate in Hz; unset: beatguard's framed "
-            "protocol, whose rate the board announces"),
+            "protocol, whose rate the board announces", limits=POSITIVE),
     Setting("link", "text_gain_counts_per_mv", "--text-gain-counts-per-mv", float,
             225.0,
             "text mode only: ADC counts per millivolt (AD8232 gain 1100 into a "
-            "10-bit 5 V ADC is about 225)"),
+            "10-bit 5 V ADC is about 225)", limits=POSITIVE),
     Setting("link", "text_baseline_counts", "--text-baseline-counts", float, 512.0,
             "text mode only: ADC count of 0 mV (the AD8232 reference, mid-rail)"),
     Setting("link", "text_adc_bits", "--text-adc-bits", int, 10,
-            "text mode only: ADC resolution in bits (0: no saturation check)"),
+            "text mode only: ADC resolution in bits, 0 to 24 (0: no saturation "
+            "check)", limits=ADC_BITS),
     Setting("link", "reconnect", "--reconnect", bool, True,
             "reopen a vanished port with back-off (--no-reconnect: stop when "
             "the port goes away: exit status 0 at the end of a replay by "
@@ -93,8 +159,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("events", "path", "--events", str, "beatguard-events.sqlite",
             "SQLite event log file; each start appends a new session", "FILE"),
     Setting("events", "max_size_mb", "--events-max-size-mb", float, None,
-            "cap on the event log size in MB; reaching it is handled like a "
-            "full disk (rows kept in memory, one error line, retries)"),
+            "cap on the event log size in MB, more than 0; reaching it is "
+            "handled like a full disk (rows kept in memory, one error line, "
+            "retries)", limits=POSITIVE),
     Setting("record", "dir", "--record", str, None,
             "also write the raw stream and the runtime's beat labels as a WFDB "
             "record in this folder (record name: beatguard-<session>)", "DIR"),
@@ -127,7 +194,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("console", "enabled", "--status", bool, True,
             "print a one-line live status (--no-status: only log lines)"),
     Setting("console", "interval_s", "--status-interval-s", float, 1.0,
-            "seconds between two status lines"),
+            "seconds between two status lines", limits=POSITIVE),
 )  # fmt: skip
 
 
@@ -159,10 +226,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                 help=help_text,
             )
         else:
+            kind = s.kind if s.kind is str else s.limits.argparse_type(s.kind)
             group.add_argument(
                 s.flag,
                 dest=s.dest,
-                type=s.kind,
+                type=kind,
                 default=None,
                 metavar=s.metavar or s.kind.__name__.upper(),
                 help=help_text,
@@ -183,6 +251,11 @@ def _coerce(setting: Setting, value: Any, where: str) -> Any:
         raise ConfigError(
             f"{where}: [{setting.section}] {setting.key} must be {kind.__name__}, "
             f"not {value!r}"
+        )
+    problem = setting.limits.problem(value) if kind in (int, float) else None
+    if problem is not None:
+        raise ConfigError(
+            f"{where}: [{setting.section}] {setting.key} {problem}, not {value!r}"
         )
     return kind(value)
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
+from beatguard.cli import build_parser
+
 
 def test_beatguard_help_lists_subcommands():
     result = subprocess.run(
@@ -30,3 +34,50 @@ def test_unwritable_output_is_refused_in_one_line_before_any_training(mitdb):
     assert "cannot write there" in lines[-1]
     assert "Traceback" not in result.stderr
     assert "training on" not in result.stderr  # refused before the model is fitted
+
+
+#: A value per numeric option that cannot work, with the reason argparse gives.
+REFUSED = [
+    ("train R --out D --window-points 3", "--window-points", "at least 57, not 3"),
+    ("train R --out D --minutes 0", "--minutes", "more than 0"),
+    ("train R --out D --epochs 0", "--epochs", "at least 1"),
+    ("train R --out D --false-alarm-rate 0.7", "--false-alarm-rate", "less than 0.5"),
+    ("train R --out D --units 0", "--units", "at least 1"),
+    ("train R --out D --seed -1", "--seed", "at least 0"),
+    ("run --events-max-size-mb -1", "--events-max-size-mb", "more than 0, not -1"),
+    ("run --text-fs-hz 0", "--text-fs-hz", "more than 0"),
+    ("run --text-adc-bits 99", "--text-adc-bits", "at most 24"),
+    ("run --baud 0", "--baud", "at least 1"),
+    ("run --status-interval-s inf", "--status-interval-s", "finite"),
+    ("simulate R --speed 0", "--speed", "more than 0"),
+    ("simulate R --corrupt-rate 1.5", "--corrupt-rate", "at most 1"),
+    ("simulate R --disconnects -1", "--disconnects", "at least 0"),
+    ("simulate R --seed -3", "--seed", "at least 0"),
+    ("capture --port P --out O --minutes -2", "--minutes", "more than 0"),
+    ("capture --port P --out O --minutes 1 --wait-s -1", "--wait-s", "at least 0"),
+    ("evaluate qrs R --tolerance-s 0", "--tolerance-s", "more than 0"),
+    ("evaluate personal R --json J --train-minutes 0", "--train-minutes", "more"),
+    ("demo --speed -1", "--speed", "more than 0"),
+    ("bench --runs 0", "--runs", "at least 1"),
+]
+
+
+@pytest.mark.parametrize(("argv", "flag", "why"), REFUSED, ids=[r[0] for r in REFUSED])
+def test_values_that_cannot_work_are_refused_by_argparse_in_one_line(
+    argv, flag, why, capsys
+):
+    with pytest.raises(SystemExit) as refused:
+        build_parser().parse_args(argv.split())
+    assert refused.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith(f"beatguard {argv.split()[0]}")
+    assert f"error: argument {flag}: " in last and why in last, last
+
+
+def test_the_smallest_values_that_work_are_accepted():
+    args = build_parser().parse_args(
+        ["train", "R", "--out", "D", "--window-points", "57", "--epochs", "1"]
+    )
+    assert args.window_points == 57 and args.epochs == 1
+    args = build_parser().parse_args(["run", "--events-max-size-mb", "0.5"])
+    assert args.events_max_size_mb == 0.5

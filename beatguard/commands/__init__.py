@@ -2,27 +2,31 @@
 
 from __future__ import annotations
 
-import argparse
-import math
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
+from beatguard.device.config import Limits
 
-def finite_float(text: str) -> float:
-    """Argparse type: a float that is neither NaN nor infinite.
 
-    Raises
-    ------
-    argparse.ArgumentTypeError
-        For text that is not a finite number (argparse prints one line).
+def number(kind: type = float, **limits: float) -> Callable[[str], float]:
+    """Argparse type: a finite ``kind`` (int or float) within ``limits``.
+
+    ``limits`` are those of :class:`~beatguard.device.config.Limits`
+    (``low``, ``high`` inclusive; ``above``, ``below`` strict), e.g.
+    ``number(int, low=1)``; a value outside them is refused by argparse in
+    one line ("must be at least 1, not 0").
     """
-    try:
-        value = float(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from err
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
-    return value
+    return Limits(**limits).argparse_type(kind)
+
+
+#: Argparse types of the common kinds of number.
+finite_float = number()  # any float but NaN and infinity
+positive = number(above=0)  # seconds, minutes, hertz, speeds
+non_negative = number(low=0)
+share = number(low=0, high=1)  # a probability
+whole = number(int, low=0)  # counts, seeds, signal numbers: 0, 1, 2, ...
+positive_int = number(int, low=1)
 
 
 def writable_folder(path: str | Path, what: str) -> Path:

@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from beatguard.commands import positive_int
 from beatguard.device.errors import BeatguardError
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ BENCH_DIR = REPO / "benchmarks"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--runs", type=int, default=5, help="timed runs per figure (default 5)"
+        "--runs", type=positive_int, default=5, help="timed runs per figure (default 5)"
     )
     parser.add_argument(
         "--only",

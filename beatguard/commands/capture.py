@@ -16,8 +16,15 @@ import threading
 import time
 from pathlib import Path
 
-from beatguard.commands import finite_float, writable_folder
-from beatguard.device.errors import ConfigError, LinkError
+from beatguard.commands import (
+    finite_float,
+    non_negative,
+    positive,
+    positive_int,
+    writable_folder,
+)
+from beatguard.device.config import ADC_BITS
+from beatguard.device.errors import LinkError
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--minutes",
-        type=finite_float,
+        type=positive,
         required=True,
         help="how much to record, minutes",
     )
@@ -39,16 +46,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="record path without extension (captures/me writes captures/me.hea "
         "and captures/me.dat)",
     )
-    parser.add_argument("--baud", type=int, default=115200, help="serial speed")
+    parser.add_argument(
+        "--baud", type=positive_int, default=115200, help="serial speed"
+    )
     parser.add_argument(
         "--text-fs-hz",
-        type=finite_float,
+        type=positive,
         default=None,
         help="read a plain-text AD8232 sketch at this sample rate (Hz)",
     )
     parser.add_argument(
         "--text-gain-counts-per-mv",
-        type=finite_float,
+        type=positive,
         default=225.0,
         help="text mode: ADC counts per mV (default 225)",
     )
@@ -59,11 +68,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="text mode: ADC count of 0 mV (default 512)",
     )
     parser.add_argument(
-        "--text-adc-bits", type=int, default=10, help="text mode: ADC bits (10)"
+        "--text-adc-bits",
+        type=ADC_BITS.argparse_type(int),
+        default=10,
+        help="text mode: ADC bits, 0 to 24 (0: no saturation check; default 10)",
     )
     parser.add_argument(
         "--wait-s",
-        type=finite_float,
+        type=non_negative,
         default=30.0,
         help="give up when the port has not appeared after this many seconds",
     )
@@ -72,8 +84,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from beatguard.commands.run import _stop_on_signals
 
-    if not args.minutes > 0:
-        raise ConfigError(f"--minutes must be > 0, not {args.minutes}")
     out = Path(args.out)
     writable_folder(out.parent, "capture folder")
     stop = threading.Event()

@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from beatguard import bundled_record_path
-from beatguard.commands import finite_float, writable_folder
-from beatguard.device.errors import ConfigError, ConversionError
+from beatguard.commands import positive, whole, writable_folder
+from beatguard.device.errors import ConversionError
 
 log = logging.getLogger(__name__)
 
@@ -49,20 +49,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--train-minutes",
-        type=finite_float,
+        type=positive,
         default=2.0,
         help="minutes at the start used for training (default 2)",
     )
     parser.add_argument(
         "--speed",
-        type=finite_float,
+        type=positive,
         default=20.0,
         help="replay this many times faster than real time (default 20)",
     )
     parser.add_argument(
         "--realtime", action="store_true", help="replay at real-time pace"
     )
-    parser.add_argument("--seed", type=int, default=0, help="training seed")
+    parser.add_argument("--seed", type=whole, default=0, help="training seed")
 
 
 SEED_TRIES = 3
@@ -72,8 +72,6 @@ the int8 model (some fits quantize unfaithfully; a user would train again)."""
 
 def run(args: argparse.Namespace) -> int:
     speed = 1.0 if args.realtime else args.speed
-    if speed <= 0:
-        raise ConfigError(f"--speed {speed} must be positive")
     record_path = args.record or bundled_record_path()
     out = writable_folder(args.out, "--out")
     started_s = time.monotonic()

@@ -16,7 +16,8 @@ import logging
 import math
 from pathlib import Path
 
-from beatguard.commands import finite_float
+from beatguard.commands import positive
+from beatguard.commands.train import add_fit_arguments, fit_settings
 
 log = logging.getLogger(__name__)
 
@@ -25,18 +26,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "records", nargs="+", metavar="RECORD", help="annotated records"
     )
-    parser.add_argument("--train-minutes", type=finite_float, default=5.0)
+    parser.add_argument("--train-minutes", type=positive, default=5.0)
     parser.add_argument("--json", required=True, help="figures file to write")
     parser.add_argument(
         "--work-dir",
         default=None,
         help="where runs, bundles and plots go (default: next to --json)",
     )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--epochs", type=int, default=None, help="final-fit epochs")
-    parser.add_argument(
-        "--first-pass-epochs", type=int, default=None, help="outlier-pass epochs"
-    )
+    add_fit_arguments(parser)
     parser.add_argument(
         "--no-plots", action="store_true", help="skip the PNG report plots"
     )
@@ -48,10 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
     from beatguard.train.evaluate import evaluate_record
-    from beatguard.train.fit import TrainSettings
 
     out_json = Path(args.json)
     work = (
@@ -60,13 +54,7 @@ def run(args: argparse.Namespace) -> int:
         else out_json.parent / (out_json.stem + "_runs")
     )
     work.mkdir(parents=True, exist_ok=True)
-    settings = TrainSettings(seed=args.seed)
-    if args.epochs is not None:
-        settings = replace(settings, epochs=args.epochs, min_fit_steps=0)
-    if args.first_pass_epochs is not None:
-        settings = replace(
-            settings, first_pass_epochs=args.first_pass_epochs, first_pass_min_steps=0
-        )
+    settings = fit_settings(args)
     results = {}
     evaluations = []
     for path in args.records:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from beatguard.commands import finite_float
+from beatguard.commands import finite_float, non_negative, positive, whole
 from beatguard.device.chain import ChainConfig, beats_from_record
 from beatguard.device.errors import RecordFormatError
 from beatguard.device.evaluation import match_beats
@@ -43,16 +43,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="WFDB record paths with .atr annotations (e.g. ../shared/data/mitdb/106)",
     )
     parser.add_argument("--json", type=Path, metavar="OUT", help="write results here")
-    parser.add_argument("--channel", type=int, default=0, help="signal number (0)")
+    parser.add_argument("--channel", type=whole, default=0, help="signal number (0)")
     parser.add_argument(
         "--skip-s",
-        type=finite_float,
+        type=non_negative,
         default=300.0,
         help="seconds at the start not scored (300, the EC57 convention)",
     )
     parser.add_argument(
         "--tolerance-s",
-        type=finite_float,
+        type=positive,
         default=0.15,
         help="largest distance of a match in seconds (0.15)",
     )
@@ -61,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--resample-hz",
-        type=finite_float,
+        type=positive,
         metavar="HZ",
         help="resample the records (and annotations) to this rate first",
     )

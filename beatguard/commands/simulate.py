@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 
-from beatguard.commands import finite_float
+from beatguard.commands import non_negative, positive, positive_int, share, whole
 from beatguard.device.errors import BeatguardError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -35,15 +35,15 @@ def _interval(text: str) -> tuple[float, float]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("record", help="WFDB record (e.g. ../shared/data/mitdb/106)")
-    parser.add_argument("--channel", type=int, default=0, help="signal number")
+    parser.add_argument("--channel", type=whole, default=0, help="signal number")
     parser.add_argument(
-        "--start-minute", type=finite_float, default=0.0, help="replay from this minute"
+        "--start-minute", type=non_negative, default=0.0, help="replay from this minute"
     )
     parser.add_argument(
-        "--minutes", type=finite_float, default=None, help="replay this many minutes"
+        "--minutes", type=positive, default=None, help="replay this many minutes"
     )
     parser.add_argument(
-        "--speed", type=finite_float, default=1.0, help="times faster than real time"
+        "--speed", type=positive, default=1.0, help="times faster than real time"
     )
     parser.add_argument(
         "--text",
@@ -61,12 +61,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DEVICE",
         help="write to this real serial port instead of a new pseudo-terminal",
     )
-    parser.add_argument("--baud", type=int, default=115200, help="line speed of --port")
+    parser.add_argument(
+        "--baud", type=positive_int, default=115200, help="line speed of --port"
+    )
     faults = parser.add_argument_group("faults")
     faults.add_argument(
-        "--corrupt-rate", type=finite_float, default=0.0, help="probability per byte"
+        "--corrupt-rate", type=share, default=0.0, help="probability per byte"
     )
-    faults.add_argument("--drop-rate", type=finite_float, default=0.0, help="per byte")
+    faults.add_argument("--drop-rate", type=share, default=0.0, help="per byte")
     faults.add_argument(
         "--leads-off",
         type=_interval,
@@ -77,17 +79,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     outages = faults.add_mutually_exclusive_group()
     outages.add_argument(
-        "--disconnects", type=int, default=0, help="port outages spread over the run"
+        "--disconnects", type=whole, default=0, help="port outages spread over the run"
     )
     outages.add_argument(
         "--disconnect-every",
-        type=finite_float,
+        type=positive,
         metavar="S",
         help="a port outage every S seconds of record time",
     )
     faults.add_argument(
         "--outage-s",
-        type=finite_float,
+        type=non_negative,
         default=1.0,
         help="wall seconds each outage lasts",
     )
@@ -99,11 +101,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     faults.add_argument(
         "--board-resets",
-        type=int,
+        type=whole,
         default=0,
         help="board reboots (boot text, counter from zero) spread over the run",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the faults")
+    parser.add_argument("--seed", type=whole, default=0, help="seed of the faults")
     parser.add_argument(
         "--no-wait",
         action="store_true",
@@ -114,8 +116,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from beatguard.firmware_bridge.simulator import Faults
 
-    if args.speed <= 0:
-        raise ConfigError(f"--speed must be positive, not {args.speed}")
     try:
         faults = Faults(
             corrupt_rate=args.corrupt_rate,

@@ -10,46 +10,74 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 
-from beatguard.commands import finite_float, writable_folder
-from beatguard.device.errors import ConfigError
+from beatguard.commands import (
+    finite_float,
+    number,
+    positive,
+    positive_int,
+    whole,
+    writable_folder,
+)
+from beatguard.device.chain import ChainConfig
+
+
+def min_window_points(chain: ChainConfig) -> int:
+    """Fewest beat-window points that show the band-passed ECG faithfully.
+
+    The window resamples the ECG band-passed below ``bandpass_high_hz``
+    over ``window_before_s + window_after_s``; its points must be at most
+    half a period of that edge apart (Nyquist), or a QRS aliases into a few
+    blurred points. With the defaults, 2 x 40 Hz x 0.7 s + 1 = 57.
+    """
+    span_s = chain.window_before_s + chain.window_after_s
+    return math.ceil(round(2 * chain.bandpass_high_hz * span_s, 6)) + 1
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    chain = ChainConfig()
+    min_points = min_window_points(chain)
+    span_s = chain.window_before_s + chain.window_after_s
     parser.add_argument("records", nargs="+", metavar="RECORD", help="record paths")
     parser.add_argument(
         "--minutes",
-        type=finite_float,
+        type=positive,
         default=5.0,
         help="training minutes from each start",
     )
     parser.add_argument("--out", required=True, help="run folder to write")
-    parser.add_argument("--epochs", type=int, default=None, help="final-fit epochs")
-    parser.add_argument(
-        "--first-pass-epochs", type=int, default=None, help="outlier-pass epochs"
-    )
-    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    add_fit_arguments(parser)
     parser.add_argument(
         "--false-alarm-rate",
-        type=finite_float,
+        type=number(above=0, below=0.5),
         default=None,
-        help="target share of normal beats above the threshold",
+        help="target share of normal beats above the threshold, between 0 and 0.5",
     )
     parser.add_argument(
-        "--units", type=int, default=None, help="LSTM units of encoder and decoder"
+        "--units",
+        type=positive_int,
+        default=None,
+        help="LSTM units of encoder and decoder",
     )
     parser.add_argument(
-        "--window-points", type=int, default=None, help="points per beat window"
+        "--window-points",
+        type=number(int, low=min_points),
+        default=None,
+        help=f"points per beat window, at least {min_points}: fewer points over "
+        f"the {span_s:g} s window would sample the {chain.bandpass_high_hz:g} Hz "
+        "band-passed ECG below its Nyquist rate and blur each QRS into a few "
+        "points",
     )
     parser.add_argument(
         "--fs-hz",
-        type=finite_float,
+        type=positive,
         default=None,
         help="sample rate of CSV captures or UCR files that do not state one",
     )
     parser.add_argument(
         "--gain",
-        type=finite_float,
+        type=positive,
         default=None,
         help="CSV/UCR values per millivolt (default: values are millivolts)",
     )
@@ -58,8 +86,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def settings_from_args(args: argparse.Namespace):
-    """TrainSettings from the command-line flags (defaults where not given)."""
+def add_fit_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--epochs``, ``--first-pass-epochs`` and ``--seed`` (train, evaluate)."""
+    parser.add_argument(
+        "--epochs", type=positive_int, default=None, help="final-fit epochs"
+    )
+    parser.add_argument(
+        "--first-pass-epochs",
+        type=positive_int,
+        default=None,
+        help="outlier-pass epochs",
+    )
+    parser.add_argument("--seed", type=whole, default=0, help="random seed")
+
+
+def fit_settings(args: argparse.Namespace):
+    """TrainSettings from the flags of :func:`add_fit_arguments`."""
     from dataclasses import replace
 
     from beatguard.train.fit import TrainSettings
@@ -73,11 +115,15 @@ def settings_from_args(args: argparse.Namespace):
         settings = replace(
             settings, first_pass_epochs=args.first_pass_epochs, first_pass_min_steps=0
         )
+    return settings
+
+
+def settings_from_args(args: argparse.Namespace):
+    """TrainSettings from the command-line flags (defaults where not given)."""
+    from dataclasses import replace
+
+    settings = fit_settings(args)
     if args.false_alarm_rate is not None:
-        if not 0 < args.false_alarm_rate < 0.5:
-            raise ConfigError(
-                f"--false-alarm-rate {args.false_alarm_rate} not in (0, 0.5)"
-            )
         settings = replace(settings, target_false_alarm_rate=args.false_alarm_rate)
     if args.units is not None:
         spec = replace(
@@ -99,8 +145,6 @@ def _read_options(args: argparse.Namespace) -> dict:
 def run(args: argparse.Namespace) -> int:
     from beatguard.train.personal import train_personal
 
-    if args.minutes <= 0:
-        raise ConfigError(f"--minutes {args.minutes} must be positive")
     writable_folder(args.out, "--out")
     overrides = {}
     if args.window_points is not None:

@@ -71,6 +71,9 @@ def test_beatguard_run_help_lists_every_flag():
         ("[link]\nprot = 'x'", r"unknown setting \[link\] prot"),
         ("[link]\nbaud = 'fast'", r"\[link\] baud must be int"),
         ("[buzzer]\nenabled = 1", r"\[buzzer\] enabled must be bool"),
+        ("[events]\nmax_size_mb = -1", r"\[events\] max_size_mb must be more than 0"),
+        ("[link]\ntext_adc_bits = 30", r"\[link\] text_adc_bits must be at most 24"),
+        ("[console]\ninterval_s = nan", r"\[console\] interval_s must be a finite"),
     ],
 )
 def test_bad_file_is_one_clear_error_naming_file_and_key(tmp_path, toml, match):
