@@ -13,6 +13,7 @@ import logging
 import sys
 
 from beatguard import __version__
+from beatguard.commands import DefaultsHelpFormatter
 from beatguard.device.errors import BeatguardError
 
 SUBCOMMANDS: dict[str, str] = {
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Catch abnormal heartbeats on a worn ECG device: train a "
         "personal int8 model on a workstation, run it on a Raspberry Pi.",
         epilog="Run 'beatguard COMMAND --help' for the options of each command.",
+        formatter_class=DefaultsHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=__version__)
     parser.add_argument(
@@ -44,7 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
         module = _command_module(name)
         if module is None:
             continue
-        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        cmd = sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            formatter_class=DefaultsHelpFormatter,
+        )
         module.add_arguments(cmd)
         cmd.set_defaults(_run=module.run)
     return parser

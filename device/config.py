@@ -205,7 +205,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="TOML file of settings (sections [link] [model] [events] [record] "
         "[alerts] [buzzer] [console], keys as named in brackets below); flags "
-        "given here override it",
+        "given here override it (default: none, the defaults below)",
     )
     groups: dict[str, argparse._ArgumentGroup] = {}
     for s in SETTINGS:

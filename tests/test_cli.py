@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -81,3 +82,34 @@ def test_the_smallest_values_that_work_are_accepted():
     assert args.window_points == 57 and args.epochs == 1
     args = build_parser().parse_args(["run", "--events-max-size-mb", "0.5"])
     assert args.events_max_size_mb == 0.5
+
+
+def _help_of(argv: list[str], capsys) -> str:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*argv, "--help"])
+    return capsys.readouterr().out
+
+
+def _option_entries(help_text: str) -> list[str]:
+    """Each option's entry in ``--help``: its flags, value name and help."""
+    options = help_text.split("\noptions:\n", 1)[1]
+    return [e for e in re.split(r"\n(?=  -)", options) if e.lstrip().startswith("-")]
+
+
+COMMANDS = [["train"], ["convert"], ["evaluate", "qrs"], ["evaluate", "personal"]]
+COMMANDS += [["run"], ["simulate"], ["capture"], ["demo"], ["bench"]]
+
+
+@pytest.mark.parametrize("argv", COMMANDS, ids=" ".join)
+def test_help_shows_the_default_of_every_option_that_takes_a_value(argv, capsys):
+    """Or that it is required; flags (off unless given) need not say it."""
+    entries = _option_entries(_help_of(argv, capsys))
+    assert len(entries) > 2
+    for entry in entries:
+        invocation = re.split(r"\s{2,}|\n", entry.strip(), maxsplit=1)[0]
+        takes_value = any(
+            not w.startswith("-") for w in invocation.split(", ")[0].split()
+        )
+        if takes_value:
+            text = " ".join(entry.split())
+            assert "default" in text or text.endswith("(required)"), entry

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,32 @@ non_negative = number(low=0)
 share = number(low=0, high=1)  # a probability
 whole = number(int, low=0)  # counts, seeds, signal numbers: 0, 1, 2, ...
 positive_int = number(int, low=1)
+
+
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` with each option's default: "(default: 5)" after its help.
+
+    A required option says "(required)" instead. Left out where there is
+    nothing to show: a default of None or an empty list (the help then says
+    what happens without the option), a flag that is off unless given, and a
+    help that already names its default.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if action.required and action.option_strings:
+            return f"{text} (required)"
+        if (
+            not action.option_strings
+            or default is None
+            or default is False
+            or default == []
+            or default is argparse.SUPPRESS
+            or "default" in text
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 def writable_folder(path: str | Path, what: str) -> Path:

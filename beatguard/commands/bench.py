@@ -29,21 +29,23 @@ BENCH_DIR = REPO / "benchmarks"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--runs", type=positive_int, default=5, help="timed runs per figure (default 5)"
+        "--runs", type=positive_int, default=5, help="timed runs per figure"
     )
     parser.add_argument(
         "--only",
         action="append",
         default=[],
         metavar="NAME",
-        help="run only benchmarks whose file name contains NAME (repeatable)",
+        help="run only benchmarks whose file name contains NAME (repeatable; "
+        "default: all)",
     )
     parser.add_argument(
         "--skip",
         action="append",
         default=[],
         metavar="NAME",
-        help="skip benchmarks whose file name contains NAME (repeatable)",
+        help="skip benchmarks whose file name contains NAME (repeatable; "
+        "default: none)",
     )
     parser.add_argument(
         "--list", action="store_true", help="list the benchmarks and exit"

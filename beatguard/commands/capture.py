@@ -53,25 +53,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--text-fs-hz",
         type=positive,
         default=None,
-        help="read a plain-text AD8232 sketch at this sample rate (Hz)",
+        help="read a plain-text AD8232 sketch at this sample rate (Hz; default: "
+        "beatguard frames, whose rate the board announces)",
     )
     parser.add_argument(
         "--text-gain-counts-per-mv",
         type=positive,
         default=225.0,
-        help="text mode: ADC counts per mV (default 225)",
+        help="text mode: ADC counts per mV",
     )
     parser.add_argument(
         "--text-baseline-counts",
         type=finite_float,
         default=512.0,
-        help="text mode: ADC count of 0 mV (default 512)",
+        help="text mode: ADC count of 0 mV",
     )
     parser.add_argument(
         "--text-adc-bits",
         type=ADC_BITS.argparse_type(int),
         default=10,
-        help="text mode: ADC bits, 0 to 24 (0: no saturation check; default 10)",
+        help="text mode: ADC bits, 0 to 24 (0: no saturation check)",
     )
     parser.add_argument(
         "--wait-s",

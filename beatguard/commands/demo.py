@@ -45,19 +45,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--record",
         default=None,
-        help="record to use instead of the bundled 208x (WFDB path)",
+        help="record to use instead of the bundled 208x (WFDB path; default: 208x)",
     )
     parser.add_argument(
         "--train-minutes",
         type=positive,
         default=2.0,
-        help="minutes at the start used for training (default 2)",
+        help="minutes at the start used for training",
     )
     parser.add_argument(
         "--speed",
         type=positive,
         default=20.0,
-        help="replay this many times faster than real time (default 20)",
+        help="replay this many times faster than real time",
     )
     parser.add_argument(
         "--realtime", action="store_true", help="replay at real-time pace"

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from beatguard.commands import DefaultsHelpFormatter
+
 KINDS = {
     "qrs": "QRS detection Se and +P against reference beat annotations",
     "personal": "train on the first minutes of each record, score the rest",
@@ -21,7 +23,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         module = _kind_module(kind)
         if module is None:
             continue
-        cmd = sub.add_parser(kind, help=help_text, description=help_text)
+        cmd = sub.add_parser(
+            kind,
+            help=help_text,
+            description=help_text,
+            formatter_class=DefaultsHelpFormatter,
+        )
         module.add_arguments(cmd)
         cmd.set_defaults(_run=module.run)
 

@@ -26,7 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "records", nargs="+", metavar="RECORD", help="annotated records"
     )
-    parser.add_argument("--train-minutes", type=positive, default=5.0)
+    parser.add_argument(
+        "--train-minutes",
+        type=positive,
+        default=5.0,
+        help="minutes at the start of each record to train on",
+    )
     parser.add_argument("--json", required=True, help="figures file to write")
     parser.add_argument(
         "--work-dir",
@@ -41,6 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--interpreter",
         default="auto",
         choices=("auto", "ai-edge-litert", "tflite-runtime", "tensorflow"),
+        help="TFLite interpreter of the int8 scores",
     )
 
 

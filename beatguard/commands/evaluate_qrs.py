@@ -42,19 +42,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="RECORD",
         help="WFDB record paths with .atr annotations (e.g. ../shared/data/mitdb/106)",
     )
-    parser.add_argument("--json", type=Path, metavar="OUT", help="write results here")
-    parser.add_argument("--channel", type=whole, default=0, help="signal number (0)")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        metavar="OUT",
+        help="write results here (default: only printed)",
+    )
+    parser.add_argument("--channel", type=whole, default=0, help="signal number")
     parser.add_argument(
         "--skip-s",
         type=non_negative,
         default=300.0,
-        help="seconds at the start not scored (300, the EC57 convention)",
+        help="seconds at the start not scored (300 s is the EC57 convention)",
     )
     parser.add_argument(
         "--tolerance-s",
         type=positive,
         default=0.15,
-        help="largest distance of a match in seconds (0.15)",
+        help="largest distance of a match in seconds",
     )
     parser.add_argument(
         "--invert", action="store_true", help="multiply the signal by -1 first"
@@ -63,13 +68,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--resample-hz",
         type=positive,
         metavar="HZ",
-        help="resample the records (and annotations) to this rate first",
+        help="resample the records (and annotations) to this rate first "
+        "(default: their own rate)",
     )
     parser.add_argument(
         "--notch",
         type=finite_float,
         choices=(50.0, 60.0),
-        help="run the chain with a mains notch at 50 or 60 Hz",
+        help="run the chain with a mains notch at 50 or 60 Hz (default: none)",
     )
 
 

@@ -40,7 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--start-minute", type=non_negative, default=0.0, help="replay from this minute"
     )
     parser.add_argument(
-        "--minutes", type=positive, default=None, help="replay this many minutes"
+        "--minutes",
+        type=positive,
+        default=None,
+        help="replay this many minutes (default: to the end of the record)",
     )
     parser.add_argument(
         "--speed", type=positive, default=1.0, help="times faster than real time"
@@ -54,28 +57,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--link",
         metavar="PATH",
-        help="keep a symlink here to the current pty (removed while unplugged)",
+        help="keep a symlink here to the current pty (removed while unplugged; "
+        "default: none, the pty's own name is printed)",
     )
     parser.add_argument(
         "--port",
         metavar="DEVICE",
-        help="write to this real serial port instead of a new pseudo-terminal",
+        help="write to this real serial port (default: none, a new pseudo-terminal)",
     )
     parser.add_argument(
         "--baud", type=positive_int, default=115200, help="line speed of --port"
     )
     faults = parser.add_argument_group("faults")
     faults.add_argument(
-        "--corrupt-rate", type=share, default=0.0, help="probability per byte"
+        "--corrupt-rate",
+        type=share,
+        default=0.0,
+        help="probability that a byte is replaced by another, 0 to 1",
     )
-    faults.add_argument("--drop-rate", type=share, default=0.0, help="per byte")
+    faults.add_argument(
+        "--drop-rate",
+        type=share,
+        default=0.0,
+        help="probability that a byte is dropped, 0 to 1",
+    )
     faults.add_argument(
         "--leads-off",
         type=_interval,
         action="append",
         default=[],
         metavar="START_S:DURATION_S",
-        help="an electrode off for DURATION_S from START_S of the replay (repeatable)",
+        help="an electrode off for DURATION_S from START_S of the replay "
+        "(repeatable; default: none)",
     )
     outages = faults.add_mutually_exclusive_group()
     outages.add_argument(
@@ -85,7 +98,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--disconnect-every",
         type=positive,
         metavar="S",
-        help="a port outage every S seconds of record time",
+        help="a port outage every S seconds of record time, instead of "
+        "--disconnects (default: none)",
     )
     faults.add_argument(
         "--outage-s",

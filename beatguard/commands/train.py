@@ -36,7 +36,10 @@ def min_window_points(chain: ChainConfig) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from beatguard.train.fit import TrainSettings
+
     chain = ChainConfig()
+    settings = TrainSettings()
     min_points = min_window_points(chain)
     span_s = chain.window_before_s + chain.window_after_s
     parser.add_argument("records", nargs="+", metavar="RECORD", help="record paths")
@@ -52,13 +55,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--false-alarm-rate",
         type=number(above=0, below=0.5),
         default=None,
-        help="target share of normal beats above the threshold, between 0 and 0.5",
+        help="target share of normal beats above the threshold, between 0 and 0.5 "
+        f"(default: {settings.target_false_alarm_rate:g})",
     )
     parser.add_argument(
         "--units",
         type=positive_int,
         default=None,
-        help="LSTM units of encoder and decoder",
+        help="LSTM units of encoder and decoder "
+        f"(default: {settings.spec.encoder_units})",
     )
     parser.add_argument(
         "--window-points",
@@ -67,13 +72,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"points per beat window, at least {min_points}: fewer points over "
         f"the {span_s:g} s window would sample the {chain.bandpass_high_hz:g} Hz "
         "band-passed ECG below its Nyquist rate and blur each QRS into a few "
-        "points",
+        f"points (default: {chain.window_points})",
     )
     parser.add_argument(
         "--fs-hz",
         type=positive,
         default=None,
-        help="sample rate of CSV captures or UCR files that do not state one",
+        help="sample rate of CSV captures or UCR files that do not state one "
+        "(no default: such a file is refused without it)",
     )
     parser.add_argument(
         "--gain",
@@ -82,20 +88,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="CSV/UCR values per millivolt (default: values are millivolts)",
     )
     parser.add_argument(
-        "--baseline", type=finite_float, default=None, help="CSV/UCR value of 0 mV"
+        "--baseline",
+        type=finite_float,
+        default=None,
+        help="CSV/UCR value of 0 mV (default: 0)",
     )
 
 
 def add_fit_arguments(parser: argparse.ArgumentParser) -> None:
     """``--epochs``, ``--first-pass-epochs`` and ``--seed`` (train, evaluate)."""
+    from beatguard.train.fit import TrainSettings
+
+    s = TrainSettings()
     parser.add_argument(
-        "--epochs", type=positive_int, default=None, help="final-fit epochs"
+        "--epochs",
+        type=positive_int,
+        default=None,
+        help=f"final-fit epochs, run as given (default: {s.epochs}, more for few "
+        f"beats: at least {s.min_fit_steps} gradient steps)",
     )
     parser.add_argument(
         "--first-pass-epochs",
         type=positive_int,
         default=None,
-        help="outlier-pass epochs",
+        help=f"outlier-pass epochs, run as given (default: {s.first_pass_epochs}, "
+        f"more for few beats: at least {s.first_pass_min_steps} gradient steps)",
     )
     parser.add_argument("--seed", type=whole, default=0, help="random seed")
 
