@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 
 STRIP_SECONDS = 60.0  # ECG shown per strip figure
 ROW_SECONDS = 10.0  # ECG shown per row of a strip
+TIP_SEARCH_S = 0.05  # a beat's mark sits above the highest point this near R
+MARK_LIFT = 0.12  # gap between a beat's tip and its mark, share of the row's span
+MARK_ROOM = 0.12  # room above the highest mark for its glyph, share of the span
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -282,6 +285,18 @@ def _strip_plot(
 ) -> Path:
     import matplotlib.pyplot as plt
 
+    fig = _strip_figure(mv, beats, first, fs_hz, offset_s)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _strip_figure(
+    mv: np.ndarray, beats: dict, first: int, fs_hz: float, offset_s: float
+):
+    """``STRIP_SECONDS`` of ECG from ``offset_s``, a row per ``ROW_SECONDS``."""
+    import matplotlib.pyplot as plt
+
     rows = int(STRIP_SECONDS / ROW_SECONDS)
     fig, axes = plt.subplots(rows, 1, figsize=(12, 1.6 * rows), layout="constrained")
     for row, ax in enumerate(axes):
@@ -290,25 +305,45 @@ def _strip_plot(
         if lo >= hi:
             ax.set_visible(False)
             continue
-        t_s = np.arange(lo, hi) / fs_hz
-        ax.plot(t_s, mv[lo:hi], lw=0.7, color="k")
-        in_row = (beats["sample"] + first >= lo) & (beats["sample"] + first < hi)
-        for anomalous, color, marker in ((False, "C2", "v"), (True, "C3", "v")):
-            pick = in_row & (beats["anomalous"] == anomalous)
-            r = beats["sample"][pick] + first
-            ax.plot(r / fs_hz, mv[r] + 0.35, marker, color=color, ms=6)
-        ax.set_xlim(lo / fs_hz, lo / fs_hz + ROW_SECONDS)
-        ax.set_ylabel("mV")
-        ax.grid(alpha=0.25)
+        _strip_row(ax, mv, beats, first, lo, hi, fs_hz)
     axes[-1].set_xlabel("record time (s)")
     start = first / fs_hz + offset_s
     fig.suptitle(
         f"ECG {_clock(start)} to {_clock(start + STRIP_SECONDS)}: "
         "red = anomalous beat, green = normal beat"
     )
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return fig
+
+
+def _strip_row(
+    ax, mv: np.ndarray, beats: dict, first: int, lo: int, hi: int, fs_hz: float
+) -> None:
+    """Samples ``lo .. hi-1``, a mark above each beat's tip, limits holding both."""
+    ecg = mv[lo:hi]
+    low_mv, high_mv = float(np.nanmin(ecg)), float(np.nanmax(ecg))
+    span_mv = max(high_mv - low_mv, 0.5)
+    lift_mv = MARK_LIFT * span_mv
+    ax.plot(np.arange(lo, hi) / fs_hz, ecg, lw=0.7, color="k")
+    r = beats["sample"] + first
+    in_row = (r >= lo) & (r < hi)
+    r, anomalous = r[in_row], beats["anomalous"][in_row]
+    tips_mv = _tips_mv(mv, r, fs_hz)
+    for flagged, color in ((False, "C2"), (True, "C3")):
+        pick = anomalous == flagged
+        ax.plot(r[pick] / fs_hz, tips_mv[pick] + lift_mv, "v", color=color, ms=6)
+    top_mv = float(np.max(tips_mv, initial=high_mv))
+    ax.set_ylim(low_mv - 0.05 * span_mv, top_mv + lift_mv + MARK_ROOM * span_mv)
+    ax.set_xlim(lo / fs_hz, lo / fs_hz + ROW_SECONDS)
+    ax.set_ylabel("mV")
+    ax.grid(alpha=0.25)
+
+
+def _tips_mv(mv: np.ndarray, r: np.ndarray, fs_hz: float) -> np.ndarray:
+    """Highest point of the ECG within ``TIP_SEARCH_S`` of each R sample, mV."""
+    half = int(round(TIP_SEARCH_S * fs_hz))
+    return np.array(
+        [np.nanmax(mv[max(0, k - half) : k + half + 1]) for k in r], dtype=np.float64
+    )
 
 
 # Summary --------------------------------------------------------------------
