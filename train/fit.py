@@ -331,7 +331,9 @@ def screen_beats(
     for group in groups if lone_outliers else []:
         if group.sum() >= 3:
             far[group] = robust_outliers(distance[group], settings.drop_z)
-    log.info(
+    # The held-out beats go through the same split again; said once.
+    log.log(
+        logging.INFO if lone_outliers else logging.DEBUG,
         "screen: distance to the median beat split with separation %.2f and gap "
         "%.1f (used above %.2f and %.1f): %d beats of a second morphology, %d "
         "lone outliers, %d premature",
