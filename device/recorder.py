@@ -16,6 +16,10 @@ about 2.8 MB per hour at 360 Hz) and written as one record per
 ``segment_minutes`` (``NAME_000``, ``NAME_001``, ...) and at ``close``. A
 killed process loses the segment not yet written; the event log, not the
 recording, is the durable account of a session.
+
+A segment that cannot be written (a full disk, the folder removed) stops the
+recording: one error line is logged, later samples and labels are dropped,
+and ``failure`` says it in one line for the caller to report.
 """
 
 from __future__ import annotations
@@ -91,6 +95,7 @@ class StreamRecorder:
         self._n = 0
         self._beats: list[tuple[int, str]] = []
         self.written: list[Path] = []
+        self.failure: str | None = None
 
     @property
     def next_sample(self) -> int:
@@ -123,16 +128,21 @@ class StreamRecorder:
         )
 
     def _append(self, counts: np.ndarray, leads_off: np.ndarray) -> None:
+        if self.failure:
+            return
         self._counts.append(counts)
         self._leads_off.append(leads_off)
         self._n += len(counts)
         if self._segment_samples is None:
             return
         while self._n >= self._segment_samples + self._hold_samples:
-            self._write(self._segment_samples)
+            if not self._try_write(self._segment_samples):
+                return
 
     def add_beat(self, sample: int, label: str) -> None:
         """Label the beat whose R peak is at stream index ``sample``."""
+        if self.failure:
+            return
         if sample < self._start:
             logger.warning(
                 "recording %s: label for sample %d came after its segment was "
@@ -198,9 +208,22 @@ class StreamRecorder:
         self._start = end
         return path
 
+    def _try_write(self, n: int) -> bool:
+        """Write ``n`` samples; on failure stop recording (see ``failure``)."""
+        try:
+            self._write(n)
+        except (BeatguardError, OSError) as err:
+            reason = err.strerror if isinstance(err, OSError) else err
+            self.failure = (
+                f"recording {self.folder / self.name}: stopped, a segment could "
+                f"not be written ({reason or err})"
+            )
+            logger.error("%s; monitoring goes on", self.failure)
+            self._counts, self._leads_off, self._n, self._beats = [], [], 0, []
+            return False
+        return True
+
     def close(self) -> None:
         """Write what is held; may be called twice. Errors are logged, not raised."""
-        try:
-            self.flush()
-        except BeatguardError as err:
-            logger.error("recording %s: %s", self.name, err)
+        if self._n and not self.failure:
+            self._try_write(self._n)

@@ -312,6 +312,8 @@ class Runtime:
         self._commit()
         if self.recorder is not None:
             self.recorder.close()
+            if self.recorder.failure:
+                self.summary.problems.append(self.recorder.failure)
         self.summary.end_reason = reason
         self.status.link = "stopped"
         if self.on_status is not None:

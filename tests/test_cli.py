@@ -113,3 +113,20 @@ def test_help_shows_the_default_of_every_option_that_takes_a_value(argv, capsys)
         if takes_value:
             text = " ".join(entry.split())
             assert "default" in text or text.endswith("(required)"), entry
+
+
+def test_unwritable_record_folder_is_refused_in_one_line_before_the_port(tmp_path):
+    (tmp_path / "file").write_text("")
+    folder = tmp_path / "file" / "rec"
+    result = subprocess.run(
+        [sys.executable, "-m", "beatguard.cli", "run", "--port", "/dev/no-such-port"]
+        + ["--model", str(tmp_path / "no-model"), "--record", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines == [
+        f"beatguard run: --record {folder}: cannot write there (Not a directory)"
+    ]  # nothing about the port or the model: refused before either is opened

@@ -7,8 +7,9 @@ SIGINT (Ctrl-C) and SIGTERM (``systemctl stop``) end the session cleanly.
 
 Exit status: 0 when the session ended cleanly (a signal, the end of a
 replay); 1 when something went wrong that the last lines name: the port was
-lost with ``--no-reconnect``, or event log rows could not be written (a full
-disk; the runtime keeps going meanwhile, alerts still sound).
+lost with ``--no-reconnect``, event log rows or a recording segment could
+not be written (a full disk; the runtime keeps going meanwhile, alerts still
+sound).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import sys
 import threading
 from types import SimpleNamespace
 
+from beatguard.commands import writable_folder
 from beatguard.device import config as settings
 
 logger = logging.getLogger(__name__)
@@ -41,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
         raise settings.ConfigError("no serial port: give --port or [link] port")
     if not cfg.model.dir:
         raise settings.ConfigError("no model: give --model or [model] dir")
+    if cfg.record.dir:
+        writable_folder(cfg.record.dir, "--record")
     stop = threading.Event()
     with _stop_on_signals(stop):
         return _run(cfg, stop)

@@ -95,3 +95,32 @@ def test_recording_is_split_into_segments_with_their_own_labels(tmp_path, mitdb)
     assert len(third.counts) == 5000 - 2 * segment
     np.testing.assert_array_equal(second.counts, record.counts[segment : 2 * segment])
     assert second.annotations.samples.tolist() == [10]
+
+
+def test_segment_that_cannot_be_written_stops_the_recording_in_one_line(
+    tmp_path, mitdb, caplog
+):
+    record = read_record(mitdb / "106")
+    folder = tmp_path / "rec"
+    rec = StreamRecorder(
+        folder, "s", 360.0, 200.0, 1024.0, 11, segment_minutes=0.1, hold_s=1.0
+    )
+    chunks = [
+        SampleChunk(record.counts[a : a + 500], np.zeros(500, bool), a)
+        for a in range(0, 10_000, 500)
+    ]
+    for chunk in chunks[:6]:
+        rec.add_chunk(chunk)
+    assert [p.name for p in rec.written] == ["s_000"]
+    for path in folder.iterdir():
+        path.unlink()
+    folder.rmdir()
+    folder.write_text("")  # the folder is gone; a file is in its place
+    for chunk in chunks[6:]:
+        rec.add_chunk(chunk)
+        rec.add_beat(chunk.first_sample, "N")
+    rec.close()
+    assert [p.name for p in rec.written] == ["s_000"]
+    assert rec.failure.startswith(f"recording {folder / 's'}: stopped")
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and rec.failure in errors[0].getMessage()

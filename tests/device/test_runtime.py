@@ -212,3 +212,27 @@ def test_alert_reaches_the_buzzer_pin(record_106, scorer, tmp_path, scaled):
     # the last alert's pattern ends the pin's history: n beeps, then silence
     assert levels[-2 * n :] == [True, False] * n
     assert {a.kind for a in alerts} <= set(AlertKind)
+
+
+def test_recording_that_cannot_be_written_leaves_monitoring_going(
+    record_106, scorer, tmp_path
+):
+    (tmp_path / "file").write_text("")
+
+    def factory(**front_end):
+        return StreamRecorder(
+            tmp_path / "file" / "rec", "session", segment_minutes=0.5, **front_end
+        )
+
+    stop = START + 2 * 60 * 360
+    summary, path, _ = _run(
+        RecordSource(record_106, START, stop),
+        scorer,
+        tmp_path,
+        recorder_factory=factory,
+    )
+    assert summary.end_reason == "end of stream"
+    assert summary.beats == len(read_table(path, "beats")) > 100
+    assert len(summary.problems) == 1
+    assert summary.problems[0].startswith("recording ")
+    assert "could not be written (Not a directory)" in summary.problems[0]
