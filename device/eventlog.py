@@ -225,6 +225,11 @@ class EventLog:
             raise EventLogError(
                 f"event log {self.path}: cannot open for writing ({err})"
             ) from err
+        except FileExistsError as err:
+            # mkdir's word when a file stands where the folder has to be
+            raise EventLogError(
+                f"event log {self.path}: cannot create (Not a directory)"
+            ) from err
         except OSError as err:
             raise EventLogError(
                 f"event log {self.path}: cannot create ({err.strerror})"

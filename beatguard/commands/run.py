@@ -7,9 +7,9 @@ SIGINT (Ctrl-C) and SIGTERM (``systemctl stop``) end the session cleanly.
 
 Exit status: 0 when the session ended cleanly (a signal, the end of a
 replay); 1 when something went wrong that the last lines name: the port was
-lost with ``--no-reconnect``, event log rows or a recording segment could
-not be written (a full disk; the runtime keeps going meanwhile, alerts still
-sound).
+lost with ``--no-reconnect``, the event log could not be opened, event log
+rows or a recording segment could not be written (a full disk; the runtime
+keeps going meanwhile, alerts still sound).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def _run(cfg: SimpleNamespace, stop: threading.Event) -> int:
 
     with contextlib.ExitStack() as stack:
         scorer = stack.enter_context(Scorer(cfg.model.dir))
-        event_log = _open_event_log(cfg, scorer, __version__)
+        event_log, no_event_log = _open_event_log(cfg, scorer, __version__)
         if event_log is not None:
             stack.callback(event_log.close, end_reason="error")
         buzzer = _open_buzzer(cfg)
@@ -96,6 +96,8 @@ def _run(cfg: SimpleNamespace, stop: threading.Event) -> int:
             event_log.close(end_reason=summary.end_reason)
             if event_log.loss:
                 summary.problems.append(event_log.loss)
+        if no_event_log:
+            summary.problems.append(no_event_log)
     print(
         f"beatguard run: {summary.beats} beats, {summary.anomalous_beats} abnormal, "
         f"{summary.alerts} alerts, {summary.gaps} gaps, "
@@ -107,7 +109,7 @@ def _run(cfg: SimpleNamespace, stop: threading.Event) -> int:
 
 
 def _open_event_log(cfg: SimpleNamespace, scorer, version: str):
-    """The event log, or None (one error line) when it cannot be written."""
+    """The event log and None, or None and why (logged) when it cannot be opened."""
     import json
 
     from beatguard.device.errors import EventLogError
@@ -119,7 +121,7 @@ def _open_event_log(cfg: SimpleNamespace, scorer, version: str):
         else int(cfg.events.max_size_mb * 1_000_000)
     )
     try:
-        return EventLog(
+        event_log = EventLog(
             cfg.events.path,
             {
                 "port": cfg.link.port,
@@ -133,7 +135,8 @@ def _open_event_log(cfg: SimpleNamespace, scorer, version: str):
         )
     except EventLogError as err:
         logger.error("%s; running WITHOUT an event log (alerts still sound)", err)
-        return None
+        return None, f"{err}; the session ran without an event log"
+    return event_log, None
 
 
 def _open_buzzer(cfg: SimpleNamespace):

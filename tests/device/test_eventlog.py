@@ -226,3 +226,12 @@ def test_eventlog_md_repeats_the_schema_table():
 
     md = (Path(__file__).resolve().parents[2] / "device" / "EVENTLOG.md").read_text()
     assert schema_markdown() in md
+
+
+@pytest.mark.parametrize("under", ["file", "file/logs"])
+def test_event_log_under_a_regular_file_says_it_is_not_a_directory(tmp_path, under):
+    (tmp_path / "file").write_text("")
+    path = tmp_path / under / "events.sqlite"
+    with pytest.raises(EventLogError) as caught:
+        EventLog(path)
+    assert str(caught.value) == f"event log {path}: cannot create (Not a directory)"

@@ -156,7 +156,7 @@ def test_board_resets_are_logged_and_never_scored_across(
     assert "Traceback" not in log.read_text()
 
 
-def test_read_only_event_log_is_one_line_and_the_runtime_goes_on(
+def test_read_only_event_log_is_said_at_start_and_end_and_the_runtime_goes_on(
     tmp_path, mitdb, bundle_106, procs, scaled
 ):
     import os
@@ -180,12 +180,15 @@ def test_read_only_event_log_is_one_line_and_the_runtime_goes_on(
             *("--start-minute", "5", "--minutes", "1", "--speed", "20"),
         )
         run = _run(procs, link, bundle_106, events, log, "--no-reconnect")
-        assert run.wait(scaled(120)) == 0, log.read_text()
+        assert run.wait(scaled(120)) == 1, log.read_text()
     finally:
         if os.geteuid() == 0 and chattr:
             subprocess.run([chattr, "-i", str(events)])
     about_log = [ln for ln in log.read_text().splitlines() if str(events) in ln]
-    assert len(about_log) == 1 and "WITHOUT an event log" in about_log[0]
+    assert len(about_log) == 2 and "WITHOUT an event log" in about_log[0]
+    assert about_log[1] == log.read_text().strip().splitlines()[-1]
+    assert about_log[1].startswith(f"beatguard run: event log {events}: ")
+    assert about_log[1].endswith("; the session ran without an event log")
     summary = run.stdout.read()
     beats = int(summary.split("beatguard run: ")[1].split(" beats")[0])
     assert beats > 50
