@@ -312,6 +312,7 @@ class SerialLink:
                 if _is_end(item) and not self.reconnect:
                     self._stop.set()  # the replay is complete: close the port
                     return
+            self._maybe_hint_mode()
         self._maybe_summarize()
 
     def _on_lost(self, err: Exception) -> None:
@@ -453,24 +454,30 @@ class SerialLink:
                 corrupt,
                 stats.lost_samples,
             )
-        self._maybe_hint_text_mode()
 
-    def _maybe_hint_text_mode(self) -> None:
+    def _maybe_hint_mode(self) -> None:
+        """Say once when the board's bytes look like the other link mode."""
         stats = self.decoder.stats
-        if (
-            self._text_hint_done
-            or not isinstance(self.decoder, FrameDecoder)
-            or stats.frames_ok
-            or stats.text_bytes < 1000
-        ):
+        if self._text_hint_done:
             return
+        if isinstance(self.decoder, FrameDecoder):
+            if stats.frames_ok or stats.text_bytes < 1000:
+                return
+            message = (
+                "the board sends text, not beatguard frames; if it runs a plain "
+                "AD8232 sketch, give its sample rate to read text mode "
+                "(beatguard run --text-fs-hz HZ, or text_fs_hz in [link])"
+            )
+        else:
+            if stats.bad_lines < 20 or stats.bad_lines <= stats.samples:
+                return
+            message = (
+                f"{stats.bad_lines} lines are not numbers and {stats.samples} are; "
+                "if the board runs the beatguard firmware it sends frames, not "
+                "text: leave out --text-fs-hz (text_fs_hz in [link])"
+            )
         self._text_hint_done = True
-        log.warning(
-            "%s: the board sends text, not beatguard frames; if it runs a plain "
-            "AD8232 sketch, give its sample rate to read text mode "
-            "(beatguard run --text-fs-hz HZ, or text_fs_hz in [link])",
-            self.url,
-        )
+        log.warning("%s: %s", self.url, message)
 
 
 def _is_end(item: Item) -> bool:

@@ -282,6 +282,28 @@ def test_text_on_a_binary_link_gives_one_hint_about_text_mode(caplog):
     assert len(hints) == 1 and link.stats.text_bytes > 1000
 
 
+def test_frames_on_a_text_mode_link_give_one_hint_to_leave_text_mode(caplog):
+    from beatguard.firmware_bridge.protocol import encode_frame
+
+    caplog.set_level(logging.WARNING, logger="beatguard.firmware_bridge.link")
+    port = serial.serial_for_url("loop://", do_not_open=True, timeout=0.05)
+    link = SerialLink(
+        "loop://", text_fs_hz=360.0, port_factory=lambda url, **kw: port
+    ).open()
+    try:
+        for block in range(5):
+            frames = b"".join(
+                encode_frame(block * 1000 + k * 10, list(range(500, 510)))
+                for k in range(100)
+            )
+            port.write(frames)
+            link.get(timeout_s=0.2)
+    finally:
+        link.close()
+    hints = [r for r in caplog.records if "leave out --text-fs-hz" in r.getMessage()]
+    assert len(hints) == 1  # once, without waiting for the periodic summary
+
+
 def test_stop_event_ends_the_reader_and_close_can_be_called_twice(scaled):
     port = serial.serial_for_url("loop://", do_not_open=True, timeout=0.05)
     stop = threading.Event()
