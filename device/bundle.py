@@ -61,7 +61,7 @@ import hashlib
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -70,7 +70,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from beatguard.device.decision import DecisionSettings, prematurity
-from beatguard.device.errors import BundleCorrupt, BundleMismatch, BundleNotFound
+from beatguard.device.errors import (
+    BundleCorrupt,
+    BundleMismatch,
+    BundleNotFound,
+    OutputError,
+)
 from beatguard.device.types import Beat
 
 if TYPE_CHECKING:
@@ -286,6 +291,11 @@ def load_bundle(folder: str | Path) -> Bundle:
     """
     folder = Path(folder)
     meta_path = folder / META_FILE
+    if folder.exists() and not folder.is_dir():
+        raise BundleNotFound(
+            f"{folder}: a file, not a model bundle folder (give the folder that "
+            "holds model.tflite and model.json)"
+        )
     if not folder.is_dir():
         raise BundleNotFound(f"{folder}: model bundle folder does not exist")
     if not meta_path.is_file():
@@ -329,6 +339,8 @@ def write_meta(folder: str | Path, meta: dict) -> Path:
         ``model.tflite`` is not in the folder.
     BundleMismatch
         The resulting JSON does not pass the checks of :func:`load_bundle`.
+    OutputError
+        ``model.json`` cannot be written (a full disk).
     """
     folder = Path(folder)
     model_path = folder / MODEL_FILE
@@ -343,10 +355,28 @@ def write_meta(folder: str | Path, meta: dict) -> Path:
     meta_path = folder / META_FILE
     _check_schema(meta, meta_path)
     tmp = meta_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n")
+    text = json.dumps(meta, indent=2, sort_keys=False) + "\n"
+    write_file(tmp, lambda path: path.write_text(text), name=meta_path)
     tmp.replace(meta_path)
     load_bundle(folder)
     return meta_path
+
+
+def write_file(
+    path: Path, write: Callable[[Path], object], name: Path | None = None
+) -> None:
+    """``write(path)``; a failure removes the partial file and names it.
+
+    ``name`` is the file the message names when ``path`` is a temporary
+    one. Raises ``OutputError`` ("could not be written", with the reason).
+    """
+    try:
+        write(path)
+    except OSError as err:
+        path.unlink(missing_ok=True)
+        raise OutputError(
+            f"{name or path}: could not be written ({err.strerror or err})"
+        ) from err
 
 
 def _read_meta(meta_path: Path) -> dict:

@@ -56,6 +56,10 @@ def test_missing_folder_json_or_model_is_refused_as_not_found(bundle_copy, tmp_p
     with pytest.raises(BundleNotFound) as err:
         load_bundle(tmp_path / "nowhere")
     assert "does not exist" in _one_line(err.value)
+    (tmp_path / "model.tflite").write_bytes(b"not a folder")
+    with pytest.raises(BundleNotFound) as err:
+        load_bundle(tmp_path / "model.tflite")  # the file, not its folder
+    assert "a file, not a model bundle folder" in _one_line(err.value)
     (bundle_copy / "model.tflite").unlink()
     with pytest.raises(BundleNotFound) as err:
         load_bundle(bundle_copy)
