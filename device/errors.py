@@ -102,3 +102,10 @@ class ProtocolError(LinkError, ValueError):
 
 class EventLogError(BeatguardError, OSError):
     """The SQLite event log cannot be opened or written."""
+
+
+# Output files -----------------------------------------------------------------
+
+
+class OutputError(BeatguardError, OSError):
+    """A file of a training run or a model bundle cannot be written."""

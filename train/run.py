@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from beatguard.device.bundle import write_file
 from beatguard.device.errors import BundleCorrupt, BundleNotFound
 from beatguard.train.fit import FitResult, TrainSettings
 from beatguard.train.keras_setup import tensorflow_and_keras
@@ -86,14 +87,24 @@ def save_run(
     -------
     Path
         The folder.
+
+    Raises
+    ------
+    OutputError
+        A file cannot be written (a full disk); it is not left half written.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    result.model.save(folder / KERAS_FILE)
-    np.savez_compressed(
+    write_file(
+        folder / KERAS_FILE, lambda path: path.write_bytes(_h5_bytes(result.model))
+    )
+    write_file(
         folder / BEATS_FILE,
-        fit_inputs=result.fit_inputs,
-        calibration_inputs=result.calibration_inputs,
+        lambda path: np.savez_compressed(
+            path,
+            fit_inputs=result.fit_inputs,
+            calibration_inputs=result.calibration_inputs,
+        ),
     )
     _, keras = tensorflow_and_keras()
     info = {
@@ -106,9 +117,27 @@ def save_run(
         "parameters": int(result.model.count_params()),
         "tf_keras": keras.__version__,
     }
-    (folder / TRAINING_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    text = json.dumps(info, indent=2) + "\n"
+    write_file(folder / TRAINING_FILE, lambda path: path.write_text(text))
     log.info("training run written to %s", folder)
     return folder
+
+
+def _h5_bytes(model) -> bytes:
+    """The model as HDF5 bytes, made in memory.
+
+    h5py writing straight to a file that cannot grow (a full disk) fails in
+    its destructors, with tracebacks and at times a crash, so the file is
+    written in one plain write instead.
+    """
+    import io
+
+    import h5py
+
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as h5:
+        model.save(h5)
+    return buffer.getvalue()
 
 
 def load_run(folder: str | Path) -> TrainingRun:

@@ -44,3 +44,54 @@ def test_train_then_convert_leave_a_bundle_the_scorer_loads(bundle_106):
     with Scorer(bundle_106) as scorer:
         assert scorer.points == 64
         assert (bundle_106 / "keras_model.h5").exists()
+
+
+def _file_size_limit(limit_bytes: int):
+    """For ``preexec_fn``: no file may grow past ``limit_bytes`` (as on a full disk)."""
+    import resource
+    import signal
+
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+    return apply
+
+
+def test_train_on_a_full_disk_names_the_file_in_one_line_and_leaves_no_part(
+    mitdb, tmp_path
+):
+    out = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "beatguard.cli", "train", str(mitdb / "106")]
+        + ["--minutes", "5", "--out", str(out), "--epochs", "1"]
+        + ["--first-pass-epochs", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=_file_size_limit(20_000),
+    )
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == (
+        f"beatguard train: {out}/keras_model.h5: could not be written (File too large)"
+    )
+    assert list(out.iterdir()) == []
+
+
+def test_convert_on_a_full_disk_names_the_model_file(bundle_106, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("keras_model.h5", "training.json", "beats.npz"):
+        shutil.copy(bundle_106 / name, run)
+    (run / "model.tflite").symlink_to("/dev/full")  # every write: no space left
+    result = _cli("convert", str(run))
+    assert result.returncode == 1, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == (
+        f"beatguard convert: {run}/model.tflite: could not be written "
+        "(No space left on device)"
+    )
