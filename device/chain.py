@@ -33,9 +33,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from beatguard.device.errors import ConfigError
-from beatguard.device.filters import StreamingFilter, design_bandpass, design_notch
-from beatguard.device.qrs import Detection, QRSDetector
+from beatguard.device.errors import ConfigError, SampleRateError
+from beatguard.device.filters import (
+    StreamingFilter,
+    design_bandpass,
+    design_notch,
+    lowest_bandpass_fs_hz,
+)
+from beatguard.device.qrs import Detection, DetectorSettings, QRSDetector
 from beatguard.device.quality import QualityMonitor, QualitySettings, flag_column
 from beatguard.device.records import Record
 from beatguard.device.types import Beat, Quality, QualityEvent
@@ -110,6 +115,11 @@ class ChainConfig:
     def __post_init__(self) -> None:
         if not (self.fs_hz > 0 and math.isfinite(self.fs_hz)):
             raise ConfigError(f"sample rate {self.fs_hz} Hz is not usable")
+        if self.fs_hz < self.min_fs_hz:
+            raise SampleRateError(
+                f"sampled at {self.fs_hz:g} Hz; the signal chain needs at least "
+                f"{self.min_fs_hz} Hz"
+            )
         if not self.gain_counts_per_mv or not math.isfinite(self.gain_counts_per_mv):
             raise ConfigError(f"gain {self.gain_counts_per_mv} counts/mV is not usable")
         if self.normalization not in NORMALIZATIONS:
@@ -120,6 +130,20 @@ class ChainConfig:
             raise ConfigError(
                 f"notch {self.notch_hz} Hz is impossible at {self.fs_hz} Hz"
             )
+
+    @property
+    def min_fs_hz(self) -> int:
+        """Lowest sample rate, in hertz, at which every band-pass of the chain fits.
+
+        The highest low edge decides: the chain's own band-pass, the QRS
+        detector's band and the quality monitor's noise band.
+        """
+        lows = (
+            self.bandpass_low_hz,
+            DetectorSettings().band_hz[0],
+            QualitySettings().noise_band_hz[0],
+        )
+        return max(lowest_bandpass_fs_hz(low) for low in lows)
 
     @property
     def rails_counts(self) -> tuple[float, float] | None:
@@ -160,7 +184,10 @@ class ChainConfig:
             "adc_zero_counts": record.adc_zero_counts,
         }
         values.update(overrides)
-        return cls(**values)
+        try:
+            return cls(**values)
+        except SampleRateError as err:
+            raise SampleRateError(f"{record.name}: {err}") from err
 
 
 @dataclass(frozen=True)

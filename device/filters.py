@@ -16,11 +16,16 @@ design.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numpy.typing import NDArray
 from scipy import signal
 
 from beatguard.device.errors import ConfigError
+
+#: ``design_bandpass`` clips its high edge to this share of the sample rate.
+HIGH_EDGE_MAX_SHARE = 0.45
 
 
 def design_bandpass(
@@ -34,7 +39,8 @@ def design_bandpass(
         Sample rate in hertz.
     low_hz, high_hz : float
         Pass-band edges in hertz (-3 dB); ``high_hz`` is clipped to 45 % of
-        ``fs_hz`` so the design stays valid at low sample rates.
+        ``fs_hz`` (``HIGH_EDGE_MAX_SHARE``) so the design stays valid at low
+        sample rates.
     order : int
         Butterworth order of each edge (the band-pass has ``2 * order`` poles).
 
@@ -47,7 +53,7 @@ def design_bandpass(
     ConfigError
         If the edges are not ``0 < low_hz < high_hz``.
     """
-    high_hz = min(high_hz, 0.45 * fs_hz)
+    high_hz = min(high_hz, HIGH_EDGE_MAX_SHARE * fs_hz)
     if not 0 < low_hz < high_hz:
         raise ConfigError(
             f"band-pass edges {low_hz}-{high_hz} Hz do not fit {fs_hz} Hz sampling"
@@ -55,6 +61,15 @@ def design_bandpass(
     return signal.butter(
         order, [low_hz, high_hz], btype="bandpass", fs=fs_hz, output="sos"
     )
+
+
+def lowest_bandpass_fs_hz(low_hz: float) -> int:
+    """The lowest whole sample rate, in hertz, a band-pass from ``low_hz`` fits.
+
+    The high edge is clipped to ``HIGH_EDGE_MAX_SHARE`` of the sample rate
+    and must stay above ``low_hz``.
+    """
+    return math.floor(low_hz / HIGH_EDGE_MAX_SHARE) + 1
 
 
 def design_notch(fs_hz: float, notch_hz: float, quality: float = 25.0) -> NDArray:

@@ -115,18 +115,72 @@ def test_help_shows_the_default_of_every_option_that_takes_a_value(argv, capsys)
             assert "default" in text or text.endswith("(required)"), entry
 
 
-def test_unwritable_record_folder_is_refused_in_one_line_before_the_port(tmp_path):
-    (tmp_path / "file").write_text("")
-    folder = tmp_path / "file" / "rec"
-    result = subprocess.run(
-        [sys.executable, "-m", "beatguard.cli", "run", "--port", "/dev/no-such-port"]
-        + ["--model", str(tmp_path / "no-model"), "--record", str(folder)],
+def _cli(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "beatguard.cli", *argv],
         capture_output=True,
         text=True,
         timeout=120,
+    )
+
+
+def test_unwritable_record_folder_is_refused_in_one_line_before_the_port(tmp_path):
+    (tmp_path / "file").write_text("")
+    folder = tmp_path / "file" / "rec"
+    result = _cli(
+        "run",
+        "--port",
+        "/dev/no-such-port",
+        "--model",
+        str(tmp_path / "no-model"),
+        "--record",
+        str(folder),
     )
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert lines == [
         f"beatguard run: --record {folder}: cannot write there (Not a directory)"
     ]  # nothing about the port or the model: refused before either is opened
+
+
+def test_record_sampled_too_slowly_is_refused_in_one_line_naming_it(mitdb, tmp_path):
+    import wfdb
+    from scipy import signal
+
+    real = wfdb.rdrecord(str(mitdb / "106"), channels=[0], sampto=360 * 600)
+    slow = signal.resample_poly(real.p_signal[:, 0], 5, 36)  # 360 Hz to 50 Hz
+    wfdb.wrsamp(
+        "rec50",
+        fs=50,
+        units=["mV"],
+        sig_name=["MLII"],
+        p_signal=slow[:, None],
+        fmt=["16"],
+        adc_gain=[200.0],
+        baseline=[0],
+        write_dir=str(tmp_path),
+    )
+    result = _cli("train", str(tmp_path / "rec50"), "--out", str(tmp_path / "run"))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "beatguard train: rec50: sampled at 50 Hz; the signal chain needs at least "
+        "56 Hz"
+    )
+
+
+def test_text_rate_too_low_for_the_model_is_refused_before_the_port(bundle_106):
+    result = _cli(
+        "run",
+        "--port",
+        "/dev/no-such-port",
+        "--model",
+        str(bundle_106),
+        "--text-fs-hz",
+        "50",
+        "--no-buzzer",
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "beatguard run: --text-fs-hz 50: the signal chain needs at least 56 Hz"
+    )
+    assert "no-such-port" not in result.stderr

@@ -58,6 +58,8 @@ def _run(cfg: SimpleNamespace, stop: threading.Event) -> int:
 
     with contextlib.ExitStack() as stack:
         scorer = stack.enter_context(Scorer(cfg.model.dir))
+        chain_config = scorer.bundle.chain_config()
+        _check_text_rate(cfg, chain_config)
         event_log, no_event_log = _open_event_log(cfg, scorer, __version__)
         if event_log is not None:
             stack.callback(event_log.close, end_reason="error")
@@ -77,7 +79,7 @@ def _run(cfg: SimpleNamespace, stop: threading.Event) -> int:
         runtime = Runtime(
             link,
             scorer,
-            scorer.bundle.chain_config(),
+            chain_config,
             alert_settings=settings.alert_settings(cfg),
             event_log=event_log,
             buzzer=buzzer,
@@ -106,6 +108,16 @@ def _run(cfg: SimpleNamespace, stop: threading.Event) -> int:
     for problem in summary.problems:
         print(f"beatguard run: {problem}", file=sys.stderr)
     return 1 if summary.problems else 0
+
+
+def _check_text_rate(cfg: SimpleNamespace, chain_config) -> None:
+    """Refuse a ``--text-fs-hz`` below what the model's signal chain needs."""
+    fs_hz = cfg.link.text_fs_hz
+    if fs_hz is not None and fs_hz < chain_config.min_fs_hz:
+        raise settings.ConfigError(
+            f"--text-fs-hz {fs_hz:g}: the signal chain needs at least "
+            f"{chain_config.min_fs_hz} Hz"
+        )
 
 
 def _open_event_log(cfg: SimpleNamespace, scorer, version: str):

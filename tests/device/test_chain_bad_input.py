@@ -246,3 +246,37 @@ def test_bad_stretches_give_the_same_beats_and_flags_in_any_chunking(clean):
         assert [b.sample for b in got] == [b.sample for b in whole]
         for a, b in zip(got, whole, strict=True):
             np.testing.assert_allclose(a.window, b.window, atol=1e-5)
+
+
+def _resampled(record, fs_hz: int):
+    from scipy import signal
+
+    from beatguard.device.records import Record
+
+    seconds = 60
+    counts = signal.resample_poly(record.counts[: seconds * FS], fs_hz, FS)
+    return Record(
+        name=f"rec{fs_hz}",
+        fs_hz=float(fs_hz),
+        counts=np.round(counts),
+        gain_counts_per_mv=record.gain_counts_per_mv,
+        baseline_counts=record.baseline_counts,
+        adc_bits=record.adc_bits,
+    )
+
+
+def test_chain_runs_at_its_lowest_sample_rate_and_names_the_record_below(mitdb):
+    record = read_record(mitdb / "106")
+    lowest = ChainConfig().min_fs_hz
+    assert lowest == 56  # the quality monitor's 25 Hz noise band decides
+    at_lowest = _resampled(record, lowest)
+    out = SignalChain(ChainConfig.for_record(at_lowest)).process(
+        at_lowest.counts, np.zeros(len(at_lowest.counts), bool)
+    )
+    assert len(out.beats) > 40  # a minute of 106 at about 70 beats/min
+    with pytest.raises(ValueError) as caught:
+        ChainConfig.for_record(_resampled(record, lowest - 1))
+    assert str(caught.value) == (
+        f"rec{lowest - 1}: sampled at {lowest - 1} Hz; the signal chain needs at "
+        f"least {lowest} Hz"
+    )
