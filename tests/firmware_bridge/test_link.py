@@ -282,7 +282,7 @@ def test_text_on_a_binary_link_gives_one_hint_about_text_mode(caplog):
     assert len(hints) == 1 and link.stats.text_bytes > 1000
 
 
-def test_frames_on_a_text_mode_link_give_one_hint_to_leave_text_mode(caplog):
+def test_frames_on_a_text_mode_link_give_one_hint_to_leave_text_mode(caplog, scaled):
     from beatguard.firmware_bridge.protocol import encode_frame
 
     caplog.set_level(logging.WARNING, logger="beatguard.firmware_bridge.link")
@@ -290,6 +290,10 @@ def test_frames_on_a_text_mode_link_give_one_hint_to_leave_text_mode(caplog):
     link = SerialLink(
         "loop://", text_fs_hz=360.0, port_factory=lambda url, **kw: port
     ).open()
+
+    def hints():
+        return [r for r in caplog.records if "leave out --text-fs-hz" in r.getMessage()]
+
     try:
         for block in range(5):
             frames = b"".join(
@@ -298,10 +302,12 @@ def test_frames_on_a_text_mode_link_give_one_hint_to_leave_text_mode(caplog):
             )
             port.write(frames)
             link.get(timeout_s=0.2)
+        deadline = time.monotonic() + scaled(5.0)  # the reader may lag behind
+        while not hints() and time.monotonic() < deadline:
+            link.get(timeout_s=0.1)
     finally:
         link.close()
-    hints = [r for r in caplog.records if "leave out --text-fs-hz" in r.getMessage()]
-    assert len(hints) == 1  # once, without waiting for the periodic summary
+    assert len(hints()) == 1  # once, without waiting for the periodic summary
 
 
 def test_stop_event_ends_the_reader_and_close_can_be_called_twice(scaled):
