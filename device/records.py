@@ -10,6 +10,7 @@ package; a file that cannot be used raises :class:`RecordNotFound` or
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -388,6 +389,11 @@ def _load_table(path: Path) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
                 f"{path}:{number}: not a number in {line.strip()[:40]!r}"
             ) from err
         header_allowed = False
+        if not all(math.isfinite(v) for v in row):
+            # float() takes "nan" and "inf"; no board sends them.
+            raise RecordFormatError(
+                f"{path}:{number}: not a finite number in {line.strip()[:40]!r}"
+            )
         rows.append(row + [np.nan] if off else row)
         leads_off.append(off)
         numbers.append(number)

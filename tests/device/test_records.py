@@ -144,8 +144,10 @@ def test_csv_bang_lines_are_leads_off_samples_as_in_the_text_mode(tmp_path, capl
     ("text", "where"),
     [("ecg\n1\n\n2\n!x\n3\n", "bad.csv:5: not a number"),
      ("0.0,1\n\n0.1,2\n0.2\n", "bad.csv:4: 1 columns, expected 2"),
-     ("0.0,1\n0.1,!\n!\n", "bad.csv:3: 1 columns, expected 2")],
-    ids=["word", "short-row", "bare-bang-in-two-columns"],
+     ("0.0,1\n0.1,!\n!\n", "bad.csv:3: 1 columns, expected 2"),
+     ("1\n2\nnan\n3\n", "bad.csv:3: not a finite number"),
+     ("0.0,1\n0.1,inf\n", "bad.csv:2: not a finite number")],
+    ids=["word", "short-row", "bare-bang-in-two-columns", "nan", "inf"],
 )  # fmt: skip
 def test_malformed_csv_line_is_refused_with_its_line_number(tmp_path, text, where):
     path = tmp_path / "bad.csv"
