@@ -165,5 +165,8 @@ def load_run(folder: str | Path) -> TrainingRun:
             cal_inputs = beats["calibration_inputs"].astype(np.float32)
         spec = LstmAutoencoderSpec(**info["settings"]["spec"])
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise BundleCorrupt(f"{folder}: training run unreadable: {err}") from err
+        reason = str(err)
+        if "pickle" in reason:  # numpy's advice to load it unsafely is not ours
+            reason = f"{BEATS_FILE} holds Python objects, not beat arrays"
+        raise BundleCorrupt(f"{folder}: training run unreadable: {reason}") from err
     return TrainingRun(folder, model, spec, info, fit_inputs, cal_inputs)

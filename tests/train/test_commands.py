@@ -95,3 +95,21 @@ def test_convert_on_a_full_disk_names_the_model_file(bundle_106, tmp_path):
         f"beatguard convert: {run}/model.tflite: could not be written "
         "(No space left on device)"
     )
+
+
+def test_convert_of_a_run_whose_beats_are_python_objects_says_so(bundle_106, tmp_path):
+    import shutil
+
+    import numpy as np
+
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("keras_model.h5", "training.json"):
+        shutil.copy(bundle_106 / name, run)
+    junk = np.array([{"not": "beats"}], dtype=object)
+    np.savez(run / "beats.npz", fit_inputs=junk, calibration_inputs=junk)
+    result = _cli("convert", str(run))
+    assert result.returncode == 1, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert "beats.npz holds Python objects, not beat arrays" in last
+    assert "allow_pickle" not in result.stderr  # numpy's unsafe advice is not passed on
