@@ -49,7 +49,12 @@ SCHEMA: tuple[tuple[str, str, str, str], ...] = (
     ("sessions", "started_mono_s", "REAL NOT NULL", "start, monotonic clock (s)"),
     ("sessions", "ended_wall_s", "REAL", "clean end, Unix time; NULL if killed"),
     ("sessions", "ended_mono_s", "REAL", "clean end, monotonic clock (s)"),
-    ("sessions", "end_reason", "TEXT", "stopped, end of stream, port lost"),
+    (
+        "sessions",
+        "end_reason",
+        "TEXT",
+        "stopped, end of stream, port lost, link error, error (run failed)",
+    ),
     ("sessions", "port", "TEXT", "serial port or URL read"),
     ("sessions", "fs_hz", "REAL", "stream sample rate (Hz)"),
     ("sessions", "model_dir", "TEXT", "model bundle folder"),
