@@ -519,7 +519,13 @@ class Runtime:
         s.alert_kinds[alert.kind.value] = s.alert_kinds.get(alert.kind.value, 0) + 1
         self.status.alerts = s.alerts
         self.status.last_alert = alert.message
-        logger.warning("ALERT at sample %d: %s", alert.sample, alert.message)
+        # Said once: by whoever on_alert hands it to (a console), else here.
+        logger.log(
+            logging.INFO if self.on_alert is not None else logging.WARNING,
+            "ALERT at sample %d: %s",
+            alert.sample,
+            alert.message,
+        )
         if self.event_log is not None:
             self.event_log.add_alert(
                 alert.kind.value, alert.sample, alert.message, alert.details

@@ -236,3 +236,20 @@ def test_recording_that_cannot_be_written_leaves_monitoring_going(
     assert len(summary.problems) == 1
     assert summary.problems[0].startswith("recording ")
     assert "could not be written (Not a directory)" in summary.problems[0]
+
+
+def test_an_alert_is_logged_as_a_warning_only_when_nothing_else_shows_it(
+    record_106, scorer, caplog
+):
+    caplog.set_level(logging.INFO, logger="beatguard.device.runtime")
+    for on_alert, level in ((None, logging.WARNING), ([].append, logging.INFO)):
+        caplog.clear()
+        summary = Runtime(
+            RecordSource(record_106, START),  # runs and bursts of PVCs
+            scorer,
+            scorer.bundle.chain_config(),
+            on_alert=on_alert,
+        ).run()
+        said = [r for r in caplog.records if r.getMessage().startswith("ALERT at")]
+        assert summary.alerts > 0 and len(said) == summary.alerts
+        assert {r.levelno for r in said} == {level}
