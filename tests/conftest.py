@@ -31,6 +31,27 @@ def scaled():
 
 
 @pytest.fixture(scope="session")
+def beatguard_cli():
+    """``beatguard_cli(*argv)``: run ``beatguard ARGV...`` in a fresh process.
+
+    Returns the ``subprocess.CompletedProcess`` with text stdout and stderr;
+    it may run for up to 300 s (a training run).
+    """
+    import subprocess
+    import sys
+
+    def _run(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "beatguard.cli", *argv],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    return _run
+
+
+@pytest.fixture(scope="session")
 def mitdb() -> Path:
     """Folder of the MIT-BIH records; skips the test when it is absent."""
     if not (MITDB / "106.hea").exists():

@@ -115,19 +115,12 @@ def test_help_shows_the_default_of_every_option_that_takes_a_value(argv, capsys)
             assert "default" in text or text.endswith("(required)"), entry
 
 
-def _cli(*argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "beatguard.cli", *argv],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-def test_unwritable_record_folder_is_refused_in_one_line_before_the_port(tmp_path):
+def test_unwritable_record_folder_is_refused_in_one_line_before_the_port(
+    beatguard_cli, tmp_path
+):
     (tmp_path / "file").write_text("")
     folder = tmp_path / "file" / "rec"
-    result = _cli(
+    result = beatguard_cli(
         "run",
         "--port",
         "/dev/no-such-port",
@@ -143,7 +136,9 @@ def test_unwritable_record_folder_is_refused_in_one_line_before_the_port(tmp_pat
     ]  # nothing about the port or the model: refused before either is opened
 
 
-def test_record_sampled_too_slowly_is_refused_in_one_line_naming_it(mitdb, tmp_path):
+def test_record_sampled_too_slowly_is_refused_in_one_line_naming_it(
+    beatguard_cli, mitdb, tmp_path
+):
     import wfdb
     from scipy import signal
 
@@ -160,7 +155,9 @@ def test_record_sampled_too_slowly_is_refused_in_one_line_naming_it(mitdb, tmp_p
         baseline=[0],
         write_dir=str(tmp_path),
     )
-    result = _cli("train", str(tmp_path / "rec50"), "--out", str(tmp_path / "run"))
+    result = beatguard_cli(
+        "train", str(tmp_path / "rec50"), "--out", str(tmp_path / "run")
+    )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
         "beatguard train: rec50: sampled at 50 Hz; the signal chain needs at least "
@@ -168,8 +165,10 @@ def test_record_sampled_too_slowly_is_refused_in_one_line_naming_it(mitdb, tmp_p
     )
 
 
-def test_text_rate_too_low_for_the_model_is_refused_before_the_port(bundle_106):
-    result = _cli(
+def test_text_rate_too_low_for_the_model_is_refused_before_the_port(
+    beatguard_cli, bundle_106
+):
+    result = beatguard_cli(
         "run",
         "--port",
         "/dev/no-such-port",

@@ -6,17 +6,10 @@ import subprocess
 import sys
 
 
-def _cli(*argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "beatguard.cli", *argv],
-        capture_output=True,
-        text=True,
-        timeout=300,
+def test_train_on_missing_record_says_so_in_one_line(beatguard_cli, tmp_path):
+    result = beatguard_cli(
+        "train", str(tmp_path / "nope"), "--out", str(tmp_path / "run")
     )
-
-
-def test_train_on_missing_record_says_so_in_one_line(tmp_path):
-    result = _cli("train", str(tmp_path / "nope"), "--out", str(tmp_path / "run"))
     assert result.returncode == 1
     lines = [
         line for line in result.stderr.splitlines() if line.startswith("beatguard")
@@ -24,15 +17,17 @@ def test_train_on_missing_record_says_so_in_one_line(tmp_path):
     assert len(lines) == 1 and "nope" in lines[0]
 
 
-def test_convert_of_a_folder_that_is_no_training_run_says_so(tmp_path):
-    result = _cli("convert", str(tmp_path))
+def test_convert_of_a_folder_that_is_no_training_run_says_so(beatguard_cli, tmp_path):
+    result = beatguard_cli("convert", str(tmp_path))
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("beatguard convert:") and "keras_model.h5" in last
 
 
-def test_train_refuses_non_positive_minutes(mitdb, tmp_path):
-    result = _cli("train", str(mitdb / "106"), "--minutes", "0", "--out", str(tmp_path))
+def test_train_refuses_non_positive_minutes(beatguard_cli, mitdb, tmp_path):
+    result = beatguard_cli(
+        "train", str(mitdb / "106"), "--minutes", "0", "--out", str(tmp_path)
+    )
     assert result.returncode == 2  # refused by argparse, before anything is read
     last = result.stderr.strip().splitlines()[-1]
     assert "argument --minutes: must be more than 0, not 0" in last
@@ -80,7 +75,9 @@ def test_train_on_a_full_disk_names_the_file_in_one_line_and_leaves_no_part(
     assert list(out.iterdir()) == []
 
 
-def test_convert_on_a_full_disk_names_the_model_file(bundle_106, tmp_path):
+def test_convert_on_a_full_disk_names_the_model_file(
+    beatguard_cli, bundle_106, tmp_path
+):
     import shutil
 
     run = tmp_path / "run"
@@ -88,7 +85,7 @@ def test_convert_on_a_full_disk_names_the_model_file(bundle_106, tmp_path):
     for name in ("keras_model.h5", "training.json", "beats.npz"):
         shutil.copy(bundle_106 / name, run)
     (run / "model.tflite").symlink_to("/dev/full")  # every write: no space left
-    result = _cli("convert", str(run))
+    result = beatguard_cli("convert", str(run))
     assert result.returncode == 1, result.stderr[-3000:]
     last = result.stderr.strip().splitlines()[-1]
     assert last == (
@@ -97,7 +94,9 @@ def test_convert_on_a_full_disk_names_the_model_file(bundle_106, tmp_path):
     )
 
 
-def test_convert_of_a_run_whose_beats_are_python_objects_says_so(bundle_106, tmp_path):
+def test_convert_of_a_run_whose_beats_are_python_objects_says_so(
+    beatguard_cli, bundle_106, tmp_path
+):
     import shutil
 
     import numpy as np
@@ -108,7 +107,7 @@ def test_convert_of_a_run_whose_beats_are_python_objects_says_so(bundle_106, tmp
         shutil.copy(bundle_106 / name, run)
     junk = np.array([{"not": "beats"}], dtype=object)
     np.savez(run / "beats.npz", fit_inputs=junk, calibration_inputs=junk)
-    result = _cli("convert", str(run))
+    result = beatguard_cli("convert", str(run))
     assert result.returncode == 1, result.stderr[-3000:]
     last = result.stderr.strip().splitlines()[-1]
     assert "beats.npz holds Python objects, not beat arrays" in last
