@@ -29,6 +29,7 @@ from beatguard.device.bundle import (
     MODEL_FILE,
     Quantization,
     mse,
+    write_file,
     write_meta,
 )
 from beatguard.device.decision import DecisionSettings
@@ -83,6 +84,8 @@ def convert_run(
         A training beat is non-finite or flat.
     ConversionError
         Conversion, the op check or the int8/float parity check failed.
+    OutputError
+        ``model.tflite`` or ``model.json`` cannot be written (a full disk).
     """
     started = time.perf_counter()
     run = load_run(run_folder)
@@ -93,7 +96,7 @@ def convert_run(
     shifted = with_output_offset(run.model, run.spec, offset)
     flatbuffer = convert_int8(shifted, run.spec, representative)
     (out / META_FILE).unlink(missing_ok=True)
-    (out / MODEL_FILE).write_bytes(flatbuffer)
+    write_file(out / MODEL_FILE, lambda path: path.write_bytes(flatbuffer))
     in_q, out_q = _tensor_quantization(flatbuffer, interpreter)
     out_q = replace(out_q, offset=offset)
 

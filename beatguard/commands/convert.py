@@ -26,11 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from beatguard.commands import writable_folder
+    from beatguard.convert.bundle_writer import convert_run
     from beatguard.device.bundle import load_bundle
 
     if args.out:
         writable_folder(args.out, "--out")
-    folder = _convert(args)
+    folder = convert_run(args.run_folder, args.out, interpreter=args.interpreter)
     meta = load_bundle(folder).meta
     print(
         json.dumps(
@@ -44,26 +45,3 @@ def run(args: argparse.Namespace) -> int:
         )
     )
     return 0
-
-
-def _convert(args: argparse.Namespace):
-    """``convert_run``; a write that fails unnamed is the one of ``model.tflite``.
-
-    ``model.json`` and folders are named by the errors they raise; the
-    flatbuffer's plain write is the only one that fails without a name.
-    """
-    from pathlib import Path
-
-    from beatguard.convert.bundle_writer import convert_run
-    from beatguard.device.bundle import MODEL_FILE
-    from beatguard.device.errors import BeatguardError, OutputError
-
-    try:
-        return convert_run(args.run_folder, args.out, interpreter=args.interpreter)
-    except OSError as err:
-        if err.filename or isinstance(err, BeatguardError):
-            raise
-        model = Path(args.out or args.run_folder) / MODEL_FILE
-        raise OutputError(
-            f"{model}: could not be written ({err.strerror or err})"
-        ) from err
