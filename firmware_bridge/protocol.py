@@ -12,8 +12,10 @@ byte (see ``PROTOCOL.md`` next to this file for the byte tables):
   keeps the first copy of each sample.
 
 A replay (the board simulator) ends with a third kind, the *end frame*
-(type ``'E'``, no body): the stream is complete and nothing follows. A board
-never sends it, so a port that vanishes without it was lost.
+(type ``'E'``, the sequence number the next sample would have had): the
+stream is complete and nothing follows, and samples lost at the very end
+(in the last frames, which no later frame repeats) are counted from it. A
+board never sends it, so a port that vanishes without it was lost.
 
 :class:`FrameDecoder` turns bytes, split anywhere, into
 :class:`~beatguard.device.types.SampleChunk` and
@@ -212,7 +214,13 @@ class SampleFrame:
 
 @dataclass(frozen=True)
 class EndOfStream:
-    """The end frame: a replay is complete and nothing more will come."""
+    """The end frame: a replay is complete and nothing more will come.
+
+    ``seq`` is the 16-bit sequence number the next sample would have had,
+    so a receiver can count samples lost after the last frame it decoded.
+    """
+
+    seq: int
 
 
 def _finish(payload: bytes) -> bytes:
@@ -291,9 +299,16 @@ def encode_frame(
     return _finish(bytes([TYPE_SAMPLES]) + body)
 
 
-def encode_end() -> bytes:
-    """The complete wire bytes of the end frame (sent after a replay's last frame)."""
-    return _finish(bytes([TYPE_END]))
+def encode_end(next_sample: int) -> bytes:
+    """The complete wire bytes of the end frame (sent after a replay's last frame).
+
+    Parameters
+    ----------
+    next_sample : int
+        Board counter of the sample that would come next, that is one past
+        the last sample sent (sent modulo 2**16).
+    """
+    return _finish(bytes([TYPE_END]) + SAMPLE_HEADER.pack(next_sample % SEQ_MODULUS))
 
 
 def decode_payload(encoded: bytes) -> Announce | SampleFrame | EndOfStream:
@@ -317,9 +332,10 @@ def decode_payload(encoded: bytes) -> Announce | SampleFrame | EndOfStream:
     if kind == TYPE_ANNOUNCE:
         return _decode_announce(body)
     if kind == TYPE_END:
-        if body:
+        if len(body) != SAMPLE_HEADER.size:
             raise ProtocolError(f"end frame with a body of {len(body)} bytes")
-        return EndOfStream()
+        (seq,) = SAMPLE_HEADER.unpack(body)
+        return EndOfStream(seq)
     raise ProtocolError(f"unknown frame type 0x{kind:02x}")
 
 
@@ -483,7 +499,8 @@ class FrameDecoder:
       rebooted: a ``BOARD_RESET`` event, then a ``GAP`` whose size is
       estimated from the wall-clock time since the last sample frame.
     * The end frame gives an ``END_OF_STREAM`` event, after any pending
-      ``CORRUPT`` count.
+      ``CORRUPT`` count and after a ``GAP`` for samples lost in the last
+      frames (counted from the end frame's sequence number).
     * After :meth:`mark_outage` (the port was lost and reopened) the next
       frame's sequence number gives the exact gap when the board kept
       counting; the caller's wall-clock estimate only picks among the
@@ -609,10 +626,18 @@ class FrameDecoder:
         if isinstance(frame, Announce):
             self._on_announce(frame, out)
         elif isinstance(frame, EndOfStream):
-            self._emit_corrupt(out)
-            out.event(end_of_stream_event(self._stream))
+            self._on_end(frame, out)
         else:
             self._on_samples(frame, out)
+
+    def _on_end(self, frame: EndOfStream, out: ItemCollector) -> None:
+        self._emit_corrupt(out)
+        if self._next_pos is not None and self.announce is not None:
+            lost = _signed16(frame.seq - self._next_pos)
+            if lost > 0:
+                self._next_pos += lost
+                self._emit_gap(lost, "lost in the last frames", False, out)
+        out.event(end_of_stream_event(self._stream))
 
     def _bad(self, part: bytes, reason: str) -> None:
         self.stats.garbage_bytes += len(part)

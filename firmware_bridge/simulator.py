@@ -55,6 +55,7 @@ from numpy.typing import NDArray
 
 from beatguard.device.errors import RecordFormatError
 from beatguard.firmware_bridge.protocol import (
+    DELIMITER,
     MAX_SAMPLES_PER_FRAME,
     VALUE_MASK,
     Announce,
@@ -481,7 +482,7 @@ class BoardSimulator:
         """
         self._next_announce = self.announce_every
         body = self._encode_batch(0, len(self.counts))
-        return self._marker() + self._announce(0) + body + self._end()
+        return self._marker() + self._announce(0) + body + self._end(len(self.counts))
 
     # Life cycle ----------------------------------------------------------------
 
@@ -581,7 +582,8 @@ class BoardSimulator:
             next_k = end
         if not self.stop_event.is_set():
             # Sent as is: the end is the simulator's word, not the line's.
-            self.stats.bytes_written += self.port.write(self._end(), self.stop_event)
+            end = self._end(next_k - self._counter_base)
+            self.stats.bytes_written += self.port.write(end, self.stop_event)
             self.port.drain(timeout_s=DRAIN_TIMEOUT_S, stop=self.stop_event)
 
     def _marker(self) -> bytes:
@@ -593,9 +595,15 @@ class BoardSimulator:
         """
         return b"\r\n" if self.text else b"\x00"
 
-    def _end(self) -> bytes:
-        """The end of the stream: the end frame, or the ``EOT`` line."""
-        return END_LINE + b"\r\n" if self.text else encode_end()
+    def _end(self, next_counter: int) -> bytes:
+        """The end of the stream: the end frame, or the ``EOT`` line.
+
+        The end frame follows a lone delimiter, so that a last frame whose
+        own delimiter was lost cannot swallow it.
+        """
+        if self.text:
+            return END_LINE + b"\r\n"
+        return bytes([DELIMITER]) + encode_end(next_counter)
 
     def _encode_batch(self, start: int, end: int) -> bytes:
         """Frames (or lines) for samples ``start .. end-1``, with announces."""

@@ -117,7 +117,7 @@ def test_decoder_gives_same_samples_for_any_byte_split():
 
 def test_end_frame_comes_after_every_sample_and_says_the_stream_is_complete():
     values = list(range(200, 240))
-    wire = _announce() + b"".join(_stream(values)) + p.encode_end()
+    wire = _announce() + b"".join(_stream(values)) + p.encode_end(len(values))
     dec = p.FrameDecoder()
     items = dec.feed(wire)
     chunks, events = _collect(items)
@@ -127,13 +127,31 @@ def test_end_frame_comes_after_every_sample_and_says_the_stream_is_complete():
     ]
     assert items[-1] is events[-1] and events[-1].at_sample == len(values)
     assert np.concatenate([c.counts for c in chunks]).tolist() == values
-    assert p.encode_end() == bytes.fromhex("044591f900")
+    assert p.encode_end(21600) == bytes.fromhex("064560549a2b00")
 
 
-def test_end_frame_with_a_body_is_rejected():
-    bad = p.cobs_encode(b"E\x01" + p.crc16_ccitt(b"E\x01").to_bytes(2, "little"))
-    with pytest.raises(ProtocolError, match="end frame with a body"):
-        p.decode_payload(bad)
+def test_samples_lost_in_the_last_frames_are_counted_from_the_end_frame():
+    values = list(range(200, 240))
+    frames = _stream(values)
+    # The last two frames vanish: no later frame repeats their samples.
+    wire = _announce() + b"".join(frames[:-2]) + b"\x00" + p.encode_end(len(values))
+    chunks, events = _collect(p.FrameDecoder().feed(wire))
+    got = np.concatenate([c.counts for c in chunks]).tolist()
+    assert [e.kind for e in events] == [
+        LinkEventKind.ANNOUNCE,
+        LinkEventKind.GAP,
+        LinkEventKind.END_OF_STREAM,
+    ]
+    gap, end = events[1], events[2]
+    assert gap.at_sample == len(got) and len(got) + gap.lost_samples == len(values)
+    assert gap.lost_samples == 8 and end.at_sample == len(values)
+
+
+def test_end_frame_with_a_wrong_body_is_rejected():
+    for body in (b"E", b"E\x01", b"E\x01\x02\x03"):
+        bad = p.cobs_encode(body + p.crc16_ccitt(body).to_bytes(2, "little"))
+        with pytest.raises(ProtocolError, match="end frame with a body"):
+            p.decode_payload(bad)
 
 
 def test_leads_off_bits_reach_the_chunk():
