@@ -368,10 +368,10 @@ class SerialLink:
             and self.open_timeout_s is not None
             and waited_s >= self.open_timeout_s
         ):
+            # Not logged here: get() raises it and the caller says it once.
             self.error = type(err)(
                 f"{err}; gave up after waiting {self.open_timeout_s:g} s"
             )
-            log.error("%s", self.error)
             self._put_event(LinkEventKind.PORT_ERROR, str(self.error))
             return False
         condition = type(err).__name__

@@ -66,3 +66,5 @@ def test_capture_from_a_port_that_never_appears_is_one_clear_line(tmp_path):
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("beatguard capture:") and str(port) in last
     assert not (tmp_path / "x.hea").exists()
+    gave_up = [line for line in result.stderr.splitlines() if "gave up" in line]
+    assert gave_up == [last]
