@@ -4,14 +4,14 @@ Creates a pseudo-terminal, prints the path a client should open as the
 first line on standard output, waits for a client (opening an Uno's port
 resets it), then writes the record as beatguard frames (or text lines with
 ``--text``) at real-time pace or ``--speed`` times faster, with the faults
-asked for, and exits when the record ends.
+asked for, and exits when the record ends. SIGINT (Ctrl-C) and SIGTERM end
+the replay early, cleanly (exit status 0), as they end ``beatguard run``.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 import threading
 
@@ -128,6 +128,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from beatguard.commands.run import _stop_on_signals
     from beatguard.firmware_bridge.simulator import Faults
 
     try:
@@ -152,14 +153,13 @@ def run(args: argparse.Namespace) -> int:
         raise
     except ValueError as err:
         raise ConfigError(str(err)) from err
-    signalled = []
+    with _stop_on_signals(stop):
+        _replay(args, sim)
+    return 0
 
-    def on_signal(signum: int, _frame) -> None:
-        signalled.append(signum)
-        stop.set()
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, on_signal)
+def _replay(args: argparse.Namespace, sim) -> None:
+    """Print the port, stream until the record ends or ``stop``, then the stats."""
     print(sim.path, flush=True)
     if args.text:
         # Plain text carries no announce: the reader must be told the front end.
@@ -182,7 +182,6 @@ def run(args: argparse.Namespace) -> int:
         f"{len(s.resets)} reset(s)",
         file=sys.stderr,
     )
-    return 130 if signalled else 0
 
 
 def _simulator(args: argparse.Namespace, faults, stop: threading.Event):
