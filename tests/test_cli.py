@@ -163,6 +163,7 @@ def test_record_sampled_too_slowly_is_refused_in_one_line_naming_it(
         "beatguard train: rec50: sampled at 50 Hz; the signal chain needs at least "
         "56 Hz"
     )
+    assert not (tmp_path / "run").exists()
 
 
 def test_text_rate_too_low_for_the_model_is_refused_before_the_port(
@@ -183,3 +184,18 @@ def test_text_rate_too_low_for_the_model_is_refused_before_the_port(
         "beatguard run: --text-fs-hz 50: the signal chain needs at least 56 Hz"
     )
     assert "no-such-port" not in result.stderr
+
+
+def test_failed_train_removes_the_out_folders_it_made_and_keeps_a_given_one(
+    beatguard_cli, tmp_path
+):
+    missing = str(tmp_path / "no-such-record")
+    made = tmp_path / "runs" / "me"
+    result = beatguard_cli("train", missing, "--out", str(made))
+    assert result.returncode == 1 and "no such record" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+    given = tmp_path / "given"
+    given.mkdir()
+    result = beatguard_cli("train", missing, "--out", str(given))
+    assert result.returncode == 1
+    assert given.is_dir()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from pathlib import Path
 
 from beatguard.commands import (
     finite_float,
@@ -159,21 +160,36 @@ def _read_options(args: argparse.Namespace) -> dict:
     return {key: value for key, value in options.items() if value is not None}
 
 
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first) while they are empty; keep the rest."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
 def run(args: argparse.Namespace) -> int:
     from beatguard.train.personal import train_personal
 
-    writable_folder(args.out, "--out")
+    out = Path(args.out)
+    created = [folder for folder in (out, *out.parents) if not folder.exists()]
+    writable_folder(out, "--out")
     overrides = {}
     if args.window_points is not None:
         overrides["window_points"] = args.window_points
-    result = train_personal(
-        args.records,
-        args.out,
-        minutes=args.minutes,
-        settings=settings_from_args(args),
-        chain_overrides=overrides,
-        read_options=_read_options(args),
-    )
+    try:
+        result = train_personal(
+            args.records,
+            out,
+            minutes=args.minutes,
+            settings=settings_from_args(args),
+            chain_overrides=overrides,
+            read_options=_read_options(args),
+        )
+    except BaseException:
+        _remove_empty(created)
+        raise
     print(json.dumps({"out": str(args.out), **result.summary()}))
     print(f"next: beatguard convert {args.out}")
     return 0
