@@ -28,6 +28,7 @@ import math
 import statistics
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -174,8 +175,21 @@ class ChainConfig:
         return cls(**d)
 
     @classmethod
-    def for_record(cls, record: Record, **overrides: Any) -> ChainConfig:
-        """Settings matching a record's sample rate, gain, baseline and ADC."""
+    def for_record(
+        cls, record: Record, source: str | Path | None = None, **overrides: Any
+    ) -> ChainConfig:
+        """Settings matching a record's sample rate, gain, baseline and ADC.
+
+        ``source`` is how a rate refusal names the record: the path the user
+        gave; by default the record's name.
+
+        Raises
+        ------
+        SampleRateError
+            The record is sampled too slowly for the signal chain.
+        ConfigError
+            An override is not usable.
+        """
         values: dict[str, Any] = {
             "fs_hz": record.fs_hz,
             "gain_counts_per_mv": record.gain_counts_per_mv,
@@ -187,7 +201,7 @@ class ChainConfig:
         try:
             return cls(**values)
         except SampleRateError as err:
-            raise SampleRateError(f"{record.name}: {err}") from err
+            raise SampleRateError(f"{source or record.name}: {err}") from err
 
 
 @dataclass(frozen=True)

@@ -155,13 +155,19 @@ def test_record_sampled_too_slowly_is_refused_in_one_line_naming_it(
         baseline=[0],
         write_dir=str(tmp_path),
     )
-    result = beatguard_cli(
-        "train", str(tmp_path / "rec50"), "--out", str(tmp_path / "run")
-    )
+    given = str(tmp_path / "rec50")
+    result = beatguard_cli("train", given, "--out", str(tmp_path / "run"))
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
-        "beatguard train: rec50: sampled at 50 Hz; the signal chain needs at least "
-        "56 Hz"
+        f"beatguard train: {given}: sampled at 50 Hz; the signal chain needs at "
+        "least 56 Hz"
+    )
+    result = beatguard_cli("evaluate", "qrs", str(mitdb / "106"), "--resample-hz", "50")
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"beatguard evaluate: {mitdb / '106'}: sampled at 50 Hz")
     )
     assert not (tmp_path / "run").exists()
 

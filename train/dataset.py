@@ -121,7 +121,7 @@ def personal_training_set(
     first_config = None
     for path in paths:
         record = read_record(path, **(read_options or {}))
-        config = ChainConfig.for_record(record, **overrides)
+        config = ChainConfig.for_record(record, path, **overrides)
         beats = record_training_beats(record, config, minutes)
         if not beats:
             raise ModelError(f"{path}: no beats found in the first {minutes:g} min")

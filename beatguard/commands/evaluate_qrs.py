@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     chain_settings = None
     for path in args.records:
         record = _prepare(read_record(path, channel=args.channel), path, args)
-        config = ChainConfig.for_record(record, notch_hz=args.notch)
+        config = ChainConfig.for_record(record, path, notch_hz=args.notch)
         chain_settings = config.to_dict()
         results[record.name] = evaluate_record(
             record, config, args.skip_s, args.tolerance_s
