@@ -129,8 +129,11 @@ class Scorer:
             )
             self._interp.allocate_tensors()
         except (ValueError, RuntimeError) as err:
+            # The interpreter's message may run over lines; its first says why.
+            why = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise BundleCorrupt(
-                f"{self.bundle.model_path}: not a loadable TFLite model: {err}"
+                f"{self.bundle.folder}: {self.bundle.model_path.name} is not a valid "
+                f"TFLite model ({why})"
             ) from err
         self._in_q = self.bundle.input_quantization
         self._out_q = self.bundle.output_quantization

@@ -13,6 +13,7 @@ from beatguard.device.bundle import (
     Quantization,
     load_bundle,
     model_inputs,
+    sha256_of,
 )
 from beatguard.device.decision import prematurity
 from beatguard.device.errors import BundleCorrupt, BundleMismatch, BundleNotFound
@@ -169,3 +170,37 @@ def test_decision_threshold_must_agree_and_be_usable(bundle_copy):
     with pytest.raises(BundleMismatch) as err:
         load_bundle(bundle_copy)
     assert "decision settings unusable" in _one_line(err.value)
+
+
+def _multi_line_corruption(model: bytes) -> bytes:
+    """``model`` with one byte flipped so that the interpreter says why in lines."""
+    from beatguard.device.scorer import interpreter_class
+
+    _, interpreter = interpreter_class()
+    for at in range(len(model) // 2, len(model)):
+        data = bytearray(model)
+        data[at] ^= 0xFF
+        try:
+            interpreter(model_content=bytes(data)).allocate_tensors()
+        except (ValueError, RuntimeError) as err:
+            if "\n" in str(err).strip():
+                return bytes(data)
+    pytest.skip("no flipped byte gives a multi-line interpreter error")
+
+
+def test_corrupt_model_with_a_matching_hash_is_refused_in_one_line(
+    bundle_copy, beatguard_cli
+):
+    model = bundle_copy / "model.tflite"
+    model.write_bytes(_multi_line_corruption(model.read_bytes()))
+    _edit_meta(bundle_copy, lambda m: m.update(model_sha256=sha256_of(model)))
+    result = beatguard_cli(
+        *("run", "--port", "/dev/no-such-port", "--model", str(bundle_copy)),
+        *("--events", str(bundle_copy / "events.sqlite"), "--no-buzzer"),
+    )
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        f"beatguard run: {bundle_copy}: model.tflite is not a valid TFLite model ("
+    )
+    assert "AllocateTensors" not in result.stderr
