@@ -509,7 +509,7 @@ def _real(value: float) -> float | None:
 def read_beats(path: str | Path, session: int | None = None) -> list[sqlite3.Row]:
     """Read the ``beats`` rows of a log (of one session, or of all).
 
-    Opens the file read-only, so it may be called while a runtime writes.
+    Only reads (``query_only``), so it may be called while a runtime writes.
 
     Raises
     ------
@@ -524,9 +524,12 @@ def _read(path: str | Path, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
     if not path.exists():
         raise EventLogError(f"event log {path}: no such file")
     try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        # Not mode=ro: a read-only last connection cannot checkpoint, so
+        # SQLite would leave the -wal and -shm files next to the log.
+        db = sqlite3.connect(path)
         db.row_factory = sqlite3.Row
         try:
+            db.execute("PRAGMA query_only=ON")
             return db.execute(sql, params).fetchall()
         finally:
             db.close()

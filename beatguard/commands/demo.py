@@ -172,6 +172,7 @@ def _simulate_and_run(
                 "model_dir": str(model_dir),
                 "model_sha256": scorer.bundle.meta.get("model_sha256"),
                 "threshold": scorer.threshold,
+                "settings_json": _settings_json(simulator.path, model_dir, events_path),
                 "version": __version__,
             },
         ) as event_log,
@@ -207,6 +208,29 @@ def _simulate_and_run(
         "start_sample": int(round(start_minute * 60 * simulator.fs_hz)),
         "latency_ms": np.asarray(latency_ms),
     }
+
+
+def _settings_json(port: str, model_dir: Path, events_path: Path) -> str:
+    """The runtime settings of the demo, stored as ``beatguard run`` stores its own.
+
+    They are those of ``beatguard run --port PORT --model DIR --events FILE
+    --no-reconnect --no-buzzer --no-status``: defaults for the rest.
+    """
+    import json
+
+    from beatguard.device import config as settings
+
+    cfg = settings.resolve(
+        argparse.Namespace(
+            link_port=port,
+            link_reconnect=False,
+            model_dir=str(model_dir),
+            events_path=str(events_path),
+            buzzer_enabled=False,
+            console_enabled=False,
+        )
+    )
+    return json.dumps(settings.as_dict(cfg), sort_keys=True)
 
 
 # Event log reading ----------------------------------------------------------

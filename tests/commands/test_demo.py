@@ -2,10 +2,13 @@
 
 The strips are drawn from the bundled record 208x with the beats the device
 chain finds in it (every third marked anomalous), as the demo draws them
-from its event log.
+from its event log. One slow test runs the whole demo for its event log.
 """
 
 from __future__ import annotations
+
+import json
+import sqlite3
 
 import matplotlib
 import numpy as np
@@ -60,3 +63,23 @@ def _tips(mv: np.ndarray, t_s: np.ndarray, fs_hz: float) -> np.ndarray:
     r = np.round(np.asarray(t_s) * fs_hz).astype(int)
     half = round(0.05 * fs_hz)
     return np.array([mv[k - half : k + half + 1].max() for k in r])
+
+
+@pytest.mark.slow
+def test_demo_logs_its_settings_like_run_and_leaves_no_wal_files(
+    beatguard_cli, tmp_path
+):
+    out = tmp_path / "demo"
+    result = beatguard_cli("demo", "--out", str(out), "--speed", "60")
+    assert result.returncode == 0, result.stderr[-3000:]
+    events = out / "events.sqlite"
+    db = sqlite3.connect(events)
+    (stored,) = db.execute("SELECT settings_json FROM sessions").fetchone()
+    db.close()
+    settings = json.loads(stored)
+    assert settings["model"]["dir"] == str(out / "model")
+    assert settings["events"]["path"] == str(events)
+    assert settings["link"]["reconnect"] is False
+    assert settings["buzzer"]["enabled"] is False
+    assert settings["alerts"]["run_beats"] > 0
+    assert not any(out.glob("events.sqlite-*"))

@@ -95,6 +95,16 @@ def test_file_is_in_wal_mode_with_full_sync(tmp_path):
     db.close()
 
 
+def test_closed_log_read_during_and_after_the_session_leaves_no_wal_files(tmp_path):
+    path = tmp_path / "events.sqlite"
+    with EventLog(path) as log:
+        _add_beats(log, [1, 2])
+        log.commit()
+        assert len(read_beats(path)) == 2
+    assert len(read_beats(path)) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["events.sqlite"]
+
+
 def test_next_open_appends_a_new_session(tmp_path):
     path = tmp_path / "events.sqlite"
     for samples in ([1, 2], [3]):
