@@ -433,7 +433,7 @@ def _record_from_csv(
         counts = values[:, 0]
         if fs_hz is None:
             raise SampleRateError(
-                f"{path}: no time column; give the sample rate (fs_hz)"
+                f"{path}: no time column; give the sample rate (--fs-hz)"
             )
     if not fs_hz > 0:
         raise SampleRateError(f"{path}: sample rate {fs_hz} Hz is not usable")
@@ -453,7 +453,7 @@ def _record_from_ucr(
     """UCR beats laid end to end, one annotation per beat at its centre."""
     if fs_hz is None:
         raise SampleRateError(
-            f"{path}: UCR beat files carry no sample rate; give fs_hz"
+            f"{path}: UCR beat files carry no sample rate; give it (--fs-hz)"
         )
     labels = values[:, 0].astype(np.int64)
     beats = values[:, 1:]

@@ -49,6 +49,7 @@ import tty
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -426,6 +427,7 @@ class BoardSimulator:
         path: str | Path,
         *,
         channel: int = 0,
+        read_options: dict[str, Any] | None = None,
         start_minute: float = 0.0,
         minutes: float | None = None,
         **kwargs,
@@ -434,7 +436,8 @@ class BoardSimulator:
 
         NaN samples are sent as 0 with the leads-off flag (a board cannot
         send NaN). Counts outside 0 .. 4095 are shifted by the ADC zero when
-        the header gives one.
+        the header gives one. ``read_options`` are ``read_record``'s for CSV
+        captures (``fs_hz``, ``gain_counts_per_mv``, ``baseline_counts``).
 
         Raises
         ------
@@ -444,7 +447,7 @@ class BoardSimulator:
         """
         from beatguard.device.records import read_record
 
-        record = read_record(path, channel=channel)
+        record = read_record(path, channel=channel, **(read_options or {}))
         first = int(round(start_minute * 60 * record.fs_hz))
         last = len(record.counts)
         if minutes is not None:

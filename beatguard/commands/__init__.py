@@ -30,6 +30,43 @@ whole = number(int, low=0)  # counts, seeds, signal numbers: 0, 1, 2, ...
 positive_int = number(int, low=1)
 
 
+def add_read_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--fs-hz``, ``--gain`` and ``--baseline``: how to read a CSV or UCR file.
+
+    WFDB records carry their own; :func:`read_options` turns the flags into
+    keyword arguments of ``read_record``.
+    """
+    parser.add_argument(
+        "--fs-hz",
+        type=positive,
+        default=None,
+        help="sample rate of CSV captures or UCR files that do not state one "
+        "(no default: such a file is refused without it)",
+    )
+    parser.add_argument(
+        "--gain",
+        type=positive,
+        default=None,
+        help="CSV/UCR values per millivolt (default: values are millivolts)",
+    )
+    parser.add_argument(
+        "--baseline",
+        type=finite_float,
+        default=None,
+        help="CSV/UCR value of 0 mV (default: 0)",
+    )
+
+
+def read_options(args: argparse.Namespace) -> dict:
+    """``read_record`` keywords from the flags of :func:`add_read_arguments`."""
+    options = {
+        "fs_hz": args.fs_hz,
+        "gain_counts_per_mv": args.gain,
+        "baseline_counts": args.baseline,
+    }
+    return {key: value for key, value in options.items() if value is not None}
+
+
 class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """``--help`` with each option's default: "(default: 5)" after its help.
 

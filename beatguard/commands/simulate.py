@@ -15,7 +15,15 @@ import logging
 import sys
 import threading
 
-from beatguard.commands import non_negative, positive, positive_int, share, whole
+from beatguard.commands import (
+    add_read_arguments,
+    non_negative,
+    positive,
+    positive_int,
+    read_options,
+    share,
+    whole,
+)
 from beatguard.device.errors import BeatguardError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -34,8 +42,13 @@ def _interval(text: str) -> tuple[float, float]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("record", help="WFDB record (e.g. ../shared/data/mitdb/106)")
+    parser.add_argument(
+        "record",
+        help="WFDB record (e.g. ../shared/data/mitdb/106) or CSV capture (one "
+        "value column needs --fs-hz)",
+    )
     parser.add_argument("--channel", type=whole, default=0, help="signal number")
+    add_read_arguments(parser)
     parser.add_argument(
         "--start-minute", type=non_negative, default=0.0, help="replay from this minute"
     )
@@ -190,6 +203,7 @@ def _simulator(args: argparse.Namespace, faults, stop: threading.Event):
     return BoardSimulator.from_record(
         args.record,
         channel=args.channel,
+        read_options=read_options(args),
         start_minute=args.start_minute,
         minutes=args.minutes,
         speed=args.speed,

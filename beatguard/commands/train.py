@@ -14,10 +14,11 @@ import math
 from pathlib import Path
 
 from beatguard.commands import (
-    finite_float,
+    add_read_arguments,
     number,
     positive,
     positive_int,
+    read_options,
     whole,
     writable_folder,
 )
@@ -75,25 +76,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "band-passed ECG below its Nyquist rate and blur each QRS into a few "
         f"points (default: {chain.window_points})",
     )
-    parser.add_argument(
-        "--fs-hz",
-        type=positive,
-        default=None,
-        help="sample rate of CSV captures or UCR files that do not state one "
-        "(no default: such a file is refused without it)",
-    )
-    parser.add_argument(
-        "--gain",
-        type=positive,
-        default=None,
-        help="CSV/UCR values per millivolt (default: values are millivolts)",
-    )
-    parser.add_argument(
-        "--baseline",
-        type=finite_float,
-        default=None,
-        help="CSV/UCR value of 0 mV (default: 0)",
-    )
+    add_read_arguments(parser)
 
 
 def add_fit_arguments(parser: argparse.ArgumentParser) -> None:
@@ -151,15 +134,6 @@ def settings_from_args(args: argparse.Namespace):
     return settings
 
 
-def _read_options(args: argparse.Namespace) -> dict:
-    options = {
-        "fs_hz": args.fs_hz,
-        "gain_counts_per_mv": args.gain,
-        "baseline_counts": args.baseline,
-    }
-    return {key: value for key, value in options.items() if value is not None}
-
-
 def _remove_empty(folders: list[Path]) -> None:
     """Remove ``folders`` (deepest first) while they are empty; keep the rest."""
     for folder in folders:
@@ -185,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
             minutes=args.minutes,
             settings=settings_from_args(args),
             chain_overrides=overrides,
-            read_options=_read_options(args),
+            read_options=read_options(args),
         )
     except BaseException:
         _remove_empty(created)

@@ -105,8 +105,12 @@ def test_csv_time_column_gives_the_sample_rate(tmp_path):
 def test_csv_without_time_column_needs_a_sample_rate(tmp_path):
     path = tmp_path / "ecg.csv"
     path.write_text("\n".join(str(v) for v in range(100)) + "\n")
-    with pytest.raises(SampleRateError, match="ecg.csv"):
+    with pytest.raises(SampleRateError, match=r"ecg.csv: .*\(--fs-hz\)"):
         read_record(path)
+    ucr = tmp_path / "beats.txt"
+    ucr.write_text("1 0.1 0.2 0.3\n2 0.3 0.2 0.1\n")
+    with pytest.raises(SampleRateError, match=r"beats.txt: .*\(--fs-hz\)"):
+        read_record(ucr)
     record = read_record(path, fs_hz=125.0, gain_counts_per_mv=100.0)
     assert record.fs_hz == 125.0 and len(record.counts) == 100
     assert record.millivolts()[50] == pytest.approx(0.5)

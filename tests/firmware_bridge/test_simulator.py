@@ -28,10 +28,8 @@ def _simulate(*args: str) -> subprocess.Popen:
     )
 
 
-def test_cli_prints_the_pty_first_and_exits_when_the_record_ends(
-    mitdb, record_106, drain
-):
-    proc = _simulate(str(mitdb / "106"), "--start-minute", "29", "--speed", "40")
+def _read_cli_replay(proc: subprocess.Popen, drain):
+    """Read what a ``beatguard simulate`` process sends until it has ended."""
     path = proc.stdout.readline().strip()
     assert path.startswith("/dev/pts/")
 
@@ -43,11 +41,38 @@ def test_cli_prints_the_pty_first_and_exits_when_the_record_ends(
     )
     watcher.start()
     with SerialLink(path) as link:
-        got = drain(link, Process)
+        return drain(link, Process)
+
+
+def test_cli_prints_the_pty_first_and_exits_when_the_record_ends(
+    mitdb, record_106, drain
+):
+    proc = _simulate(str(mitdb / "106"), "--start-minute", "29", "--speed", "40")
+    got = _read_cli_replay(proc, drain)
     assert proc.returncode == 0, proc.stderr.read()
     expected = record_106[START:]
     assert np.array_equal(got.counts(), expected)
     assert f"sent {len(expected)} samples" in proc.stderr.read()
+
+
+def test_cli_replays_a_one_column_csv_capture_at_the_rate_given(
+    record_106, drain, tmp_path, scaled
+):
+    capture = tmp_path / "capture.csv"
+    expected = record_106[START:]
+    capture.write_text("\n".join(str(v) for v in expected) + "\n")
+    refused = _simulate(str(capture))
+    assert refused.wait(timeout=scaled(30)) == 1
+    assert refused.stderr.read().strip().splitlines() == [
+        f"beatguard simulate: {capture}: no time column; give the sample rate (--fs-hz)"
+    ]
+    proc = _simulate(
+        *(str(capture), "--fs-hz", "360", "--gain", "200", "--baseline", "1024"),
+        *("--speed", "40"),
+    )
+    got = _read_cli_replay(proc, drain)
+    assert proc.returncode == 0, proc.stderr.read()
+    assert np.array_equal(got.counts(), expected)
 
 
 def test_cli_link_option_prints_the_stable_path_and_removes_it_at_the_end(
