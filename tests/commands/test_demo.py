@@ -8,6 +8,7 @@ from its event log. One slow test runs the whole demo for its event log.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 
 import matplotlib
@@ -83,3 +84,17 @@ def test_demo_logs_its_settings_like_run_and_leaves_no_wal_files(
     assert settings["buzzer"]["enabled"] is False
     assert settings["alerts"]["run_beats"] > 0
     assert not any(out.glob("events.sqlite-*"))
+    # The summary states what the bundled record holds: many beats, PVCs
+    # among them, alerts, and a clean simulated link.
+    rows = dict(
+        re.split(r"\s{2,}", line.strip(), maxsplit=1)
+        for line in result.stdout.splitlines()
+        if not line.startswith(" ") and re.search(r"\S\s{2,}\S", line)
+    )
+    beats = int(rows["beats scored"])
+    anomalous = int(rows["anomalous beats"].split()[0])
+    assert beats > 250 and 0 < anomalous < beats // 2
+    assert int(rows["alerts"].split()[0]) > 0
+    assert rows["link faults"] == "0 gaps, 0 corrupt frames, 0 lost samples"
+    for png in ("score_over_time", "ecg_strip_1", "ecg_strip_2", "ecg_strip_3"):
+        assert (out / f"{png}.png").stat().st_size > 10_000
