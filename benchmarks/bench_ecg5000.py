@@ -158,8 +158,12 @@ class OursConfig:
     learning_rate : float
         Adam step size.
     batch_size : int
+    final_learning_rate_share : float
+        Where the cosine decay of the step size ends (1: constant step).
     target_false_alarm_rate : float
         Share of held-out normal beats allowed above the threshold.
+    clock_channels : int
+        Clock signals given to the decoder (``LstmAutoencoderSpec``).
     """
 
     name: str
@@ -169,7 +173,9 @@ class OursConfig:
     fit_steps: int
     learning_rate: float
     batch_size: int = 16
+    final_learning_rate_share: float = 1.0
     target_false_alarm_rate: float = 0.005
+    clock_channels: int = 0
 
     def settings(self, seed: int, beats: int) -> TrainSettings:
         """Training settings for ``beats`` fitted beats and one seed."""
@@ -178,6 +184,7 @@ class OursConfig:
             encoder_units=self.units,
             decoder_units=self.units,
             code_noise_sd=self.code_noise_sd,
+            clock_channels=self.clock_channels,
         )
         epochs = math.ceil(self.fit_steps / math.ceil(beats / self.batch_size))
         return TrainSettings(
@@ -187,6 +194,7 @@ class OursConfig:
             batch_size=self.batch_size,
             min_fit_steps=self.fit_steps,
             learning_rate=self.learning_rate,
+            final_learning_rate_share=self.final_learning_rate_share,
             seed=seed,
             calibration_share=CALIBRATION_SHARE,
             target_false_alarm_rate=self.target_false_alarm_rate,
@@ -202,11 +210,53 @@ CANDIDATES = (
     OursConfig("p64-u16-noise50-mse-2400", 64, 16, 0.50, 2400, 3e-3),
     OursConfig("p64-u16-noise50-mse-4800", 64, 16, 0.50, 4800, 3e-3),
     OursConfig("p140-u32-noise30-mse-4800", 140, 32, 0.30, 4800, 3e-3),
+    OursConfig("p64-u16-noise15-decay-2400", 64, 16, 0.15, 2400, 3e-3, 16, 0.05),
+    OursConfig("p64-u16-noise20-decay-2400", 64, 16, 0.20, 2400, 3e-3, 16, 0.05),
+    OursConfig("p64-u16-noise30-decay-2400", 64, 16, 0.30, 2400, 3e-3, 16, 0.05),
+    OursConfig("p64-u24-noise15-decay-2400", 64, 24, 0.15, 2400, 3e-3, 16, 0.05),
+    OursConfig(
+        "p64-u16-noise15-clock4-decay-2400",
+        64,
+        16,
+        0.15,
+        2400,
+        3e-3,
+        16,
+        0.05,
+        0.005,
+        4,
+    ),
+    OursConfig(
+        "p64-u16-noise30-clock4-decay-2400",
+        64,
+        16,
+        0.30,
+        2400,
+        3e-3,
+        16,
+        0.05,
+        0.005,
+        4,
+    ),
+    OursConfig(
+        "p64-u16-noise50-clock4-decay-2400",
+        64,
+        16,
+        0.50,
+        2400,
+        3e-3,
+        16,
+        0.05,
+        0.005,
+        4,
+    ),
 )
 """Configurations compared by ``--select``; a name gives the points, the LSTM
 units, the code noise when it is not 0.15, the score and the fit steps."""
 
-CHOSEN = next(c for c in CANDIDATES if c.name == "p64-u16-noise30-mse-2400")
+CHOSEN = next(
+    c for c in CANDIDATES if c.name == "p64-u16-noise15-clock4-decay-2400"
+)
 """The configuration of the benchmark, chosen by ``--select`` (see the module
 docstring)."""
 

@@ -75,7 +75,12 @@ class TrainSettings:
         raised to reach them, since the model learns from steps, not passes
         (five minutes hold about 300 beats, ten steps an epoch).
     learning_rate : float
-        Adam step size.
+        Adam step size at the start of a fit.
+    final_learning_rate_share : float
+        Share of ``learning_rate`` that a cosine decay over the fit's steps
+        ends at; 1 keeps the step size constant. A decayed step lets the
+        last steps settle instead of leaving the weights wherever the last
+        noisy batches pushed them, which varies from seed to seed.
     seed : int
         Seeds weights, shuffling and TensorFlow's kernels.
     drop_z : float
@@ -119,6 +124,7 @@ class TrainSettings:
     first_pass_min_steps: int = 1000
     min_fit_steps: int = 2000
     learning_rate: float = 3e-3
+    final_learning_rate_share: float = 1.0
     seed: int = 0
     drop_z: float = 3.0
     calibration_share: float = 0.2
@@ -483,10 +489,17 @@ def fit_autoencoder(
     _, keras = tensorflow_and_keras()
     seed_everything(settings.seed)
     model = build_lstm_autoencoder(settings.spec)
-    model.compile(optimizer=keras.optimizers.Adam(settings.learning_rate), loss="mse")
     x = np.asarray(inputs, np.float32)
     steps_per_epoch = math.ceil(len(x) / settings.batch_size)
     epochs = max(epochs, math.ceil(min_steps / steps_per_epoch))
+    step_size = settings.learning_rate
+    if settings.final_learning_rate_share < 1.0:
+        step_size = keras.optimizers.schedules.CosineDecay(
+            settings.learning_rate,
+            decay_steps=epochs * steps_per_epoch,
+            alpha=settings.final_learning_rate_share,
+        )
+    model.compile(optimizer=keras.optimizers.Adam(step_size), loss="mse")
     model.fit(
         x,
         x,

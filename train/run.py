@@ -31,7 +31,7 @@ from beatguard.device.bundle import write_file
 from beatguard.device.errors import BundleCorrupt, BundleNotFound
 from beatguard.train.fit import FitResult, TrainSettings
 from beatguard.train.keras_setup import tensorflow_and_keras
-from beatguard.train.models import LstmAutoencoderSpec
+from beatguard.train.models import LstmAutoencoderSpec, step_clock_layer
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,11 @@ def load_run(folder: str | Path) -> TrainingRun:
     _, keras = tensorflow_and_keras()
     try:
         info = json.loads((folder / TRAINING_FILE).read_text())
-        model = keras.models.load_model(folder / KERAS_FILE, compile=False)
+        model = keras.models.load_model(
+            folder / KERAS_FILE,
+            compile=False,
+            custom_objects={"StepClock": step_clock_layer()},
+        )
         with np.load(folder / BEATS_FILE) as beats:
             fit_inputs = beats["fit_inputs"].astype(np.float32)
             cal_inputs = beats["calibration_inputs"].astype(np.float32)

@@ -116,3 +116,41 @@ def test_bundle_decision_is_recalibrated_on_int8_errors(bundle_106):
     parity = meta["parity"]
     assert parity["reconstruction_rms_int8_vs_float"] <= parity["limit"]
     assert parity["median_error_ratio_int8_vs_float"] <= parity["error_ratio_limit"]
+
+
+def test_decoder_clock_converts_to_fused_int8_and_saved_runs_load_again(tmp_path):
+    from beatguard.train.keras_setup import tensorflow_and_keras
+    from beatguard.train.models import step_clock, step_clock_layer
+    from beatguard.train.run import _h5_bytes
+
+    spec = LstmAutoencoderSpec(
+        points=16, channels=2, encoder_units=4, decoder_units=4, clock_channels=4
+    )
+    model = build_lstm_autoencoder(spec)
+    clock = model.get_layer("clock")
+    x = _windows(n=3, points=16)
+    seen = clock(np.zeros((3, 16, 4), np.float32)).numpy()
+    np.testing.assert_array_equal(
+        seen[:, :, 4:], np.broadcast_to(step_clock(16, 4), (3, 16, 4))
+    )
+    ops = graph_ops(convert_int8(model, spec, _windows(points=16)))
+    assert REQUIRED_OP in ops and "WHILE" not in ops
+    path = tmp_path / "model.h5"
+    path.write_bytes(_h5_bytes(model))
+    _, keras = tensorflow_and_keras()
+    again = keras.models.load_model(
+        path, compile=False, custom_objects={"StepClock": step_clock_layer()}
+    )
+    np.testing.assert_array_equal(
+        again.predict(x, verbose=0), model.predict(x, verbose=0)
+    )
+
+
+def test_step_clock_is_a_ramp_then_sines_over_the_window():
+    from beatguard.train.models import step_clock
+
+    clock = step_clock(64, 4)
+    assert clock.shape == (64, 4) and clock.dtype == np.float32
+    assert clock[0, 0] == -1.0 and clock[-1, 0] == 1.0
+    np.testing.assert_allclose(clock[[0, -1], 1:], 0.0, atol=1e-6)
+    assert clock[32, 1] == pytest.approx(1.0, abs=1e-3)

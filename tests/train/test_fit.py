@@ -233,3 +233,15 @@ def test_bundle_reports_dropped_training_beats(bundle_106):
         + training["beats_calibration"]
         <= training["beats_total"]
     )
+
+
+def test_decayed_step_size_ends_near_its_final_share(inputs_106):
+    spec = LstmAutoencoderSpec(encoder_units=4, decoder_units=4)
+    settings = TrainSettings(spec=spec, seed=3, final_learning_rate_share=0.05)
+    inputs, _ = inputs_106
+    model = fit_autoencoder(inputs[:64], settings, 2, "decayed", min_steps=200)
+    step_size = float(model.optimizer.learning_rate)  # of the last step taken
+    assert step_size == pytest.approx(0.05 * settings.learning_rate, rel=0.01)
+    first = fit_autoencoder(inputs[:64], settings, 2, "again", 200).get_weights()
+    for a, b in zip(model.get_weights(), first, strict=True):
+        np.testing.assert_array_equal(a, b)
