@@ -73,4 +73,6 @@ def test_fit_holds_out_the_last_fifth_and_scores_with_the_int8_bundle(
     assert meta["calibration"]["scores"] == "int8"
     assert meta["input"]["shape"] == [1, config.points, 1]
     assert figures["model_bytes"] == (tmp_path / "model.tflite").stat().st_size
+    parity = meta["parity"]["reconstruction_rms_int8_vs_float"]
+    assert figures["parity_rms"] == parity <= meta["parity"]["limit"]
     assert 0.0 <= figures["auc"] <= 1.0 and 0.0 <= figures["auc_float"] <= 1.0
