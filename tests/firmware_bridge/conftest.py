@@ -35,19 +35,35 @@ class Received:
 
 
 def drain(link, sim, timeout_s: float = 60.0) -> Received:
-    """Read ``link`` until ``sim`` has finished and its port is gone."""
+    """Read ``link`` until ``sim`` has finished and its port is gone.
+
+    The link's reader queues its last items, marks itself disconnected and
+    only then queues the ``DISCONNECTED`` event, from its own thread. So the
+    end is decided on what held *before* a read that came back empty, and
+    only once that event (or the reader's end) has been taken: on a slow
+    machine (ARM under emulation) the reader can queue items between a read
+    that timed out and a look at ``link.connected``.
+    """
     got = Received()
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        gone = sim.finished.is_set() and not link.connected
+        stopped = not link.running
         item = link.get(timeout_s=0.1)
         if isinstance(item, SampleChunk):
             for i, (c, lo) in enumerate(zip(item.counts, item.leads_off, strict=True)):
                 got.samples[item.first_sample + i] = (float(c), bool(lo))
         elif isinstance(item, LinkEvent):
             got.events.append((time.monotonic(), item))
-        elif sim.finished.is_set() and not link.connected:
+        elif gone and (stopped or _last_word_is_disconnect(got)):
             return got
     raise AssertionError(f"simulator still running after {timeout_s} s")
+
+
+def _last_word_is_disconnect(got: Received) -> bool:
+    """True if the last event, retries aside, says the port was lost."""
+    kinds = [k for k in got.kinds() if k is not LinkEventKind.PORT_ERROR]
+    return bool(kinds) and kinds[-1] is LinkEventKind.DISCONNECTED
 
 
 @pytest.fixture(name="drain")
