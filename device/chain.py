@@ -172,6 +172,17 @@ class ChainConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ConfigError(f"unknown signal-chain settings: {', '.join(unknown)}")
+        for name, value in d.items():
+            wanted = str if name == "normalization" else (int, float)
+            optional = getattr(cls, name) is None
+            if (value is None and optional) or (
+                isinstance(value, wanted) and not isinstance(value, bool)
+            ):
+                continue
+            kind = "text" if wanted is str else "a number"
+            raise ConfigError(
+                f"signal-chain setting {name} must be {kind}, not {value!r}"
+            )
         return cls(**d)
 
     @classmethod

@@ -166,24 +166,31 @@ SETTINGS: tuple[Setting, ...] = (
             "also write the raw stream and the runtime's beat labels as a WFDB "
             "record in this folder (record name: beatguard-<session>)", "DIR"),
     Setting("alerts", "run_beats", "--run-beats", int, _ALERT.run_beats,
-            "consecutive abnormal beats that sound a run alert"),
+            "consecutive abnormal beats that sound a run alert",
+            limits=Limits(low=1)),
     Setting("alerts", "burden_share", "--burden-share", float, _ALERT.burden_share,
             "share (0-1) of abnormal beats among recent beats that sounds a "
-            "burden alert"),
+            "burden alert", limits=Limits(above=0, high=1)),
     Setting("alerts", "burden_window_beats", "--burden-window-beats", int,
-            _ALERT.burden_window_beats, "recent beats the burden is measured over"),
+            _ALERT.burden_window_beats, "recent beats the burden is measured over",
+            limits=Limits(low=1)),
     Setting("alerts", "hr_low_bpm", "--hr-low-bpm", float, _ALERT.hr_low_bpm,
-            "heart rate below this (beats/min) for hr_hold_s sounds an alert"),
+            "heart rate below this (beats/min) for hr_hold_s sounds an alert",
+            limits=POSITIVE),
     Setting("alerts", "hr_high_bpm", "--hr-high-bpm", float, _ALERT.hr_high_bpm,
-            "heart rate above this (beats/min) for hr_hold_s sounds an alert"),
+            "heart rate above this (beats/min) for hr_hold_s sounds an alert",
+            limits=POSITIVE),
     Setting("alerts", "hr_window_s", "--hr-window-s", float, _ALERT.hr_window_s,
-            "seconds of beats the heart rate is averaged over"),
+            "seconds of beats the heart rate is averaged over", limits=POSITIVE),
     Setting("alerts", "hr_hold_s", "--hr-hold-s", float, _ALERT.hr_hold_s,
-            "seconds the heart rate must stay out of limits before an alert"),
+            "seconds the heart rate must stay out of limits before an alert",
+            limits=Limits(low=0)),
     Setting("alerts", "pause_s", "--pause-s", float, _ALERT.pause_s,
-            "seconds without a beat (good signal) that sound a pause alert"),
+            "seconds without a beat (good signal) that sound a pause alert",
+            limits=POSITIVE),
     Setting("alerts", "cooldown_s", "--cooldown-s", float, _ALERT.cooldown_s,
-            "minimum seconds between two alerts of the same kind"),
+            "minimum seconds between two alerts of the same kind",
+            limits=Limits(low=0)),
     Setting("buzzer", "enabled", "--buzzer", bool, True,
             "sound alerts on a GPIO buzzer (--no-buzzer: silent)"),
     Setting("buzzer", "pin", "--buzzer-pin", str, "18",
@@ -277,7 +284,7 @@ def read_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config {path}: no such file") from err
     except OSError as err:
         raise ConfigError(f"config {path}: cannot read ({err.strerror})") from err
-    except tomllib.TOMLDecodeError as err:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(f"config {path}: not valid TOML ({err})") from err
     known = {(s.section, s.key): s for s in SETTINGS}
     sections = {s.section for s in SETTINGS}

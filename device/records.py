@@ -191,6 +191,14 @@ def resample_record(record: Record, fs_hz: float) -> Record:
 # Reading ---------------------------------------------------------------------
 
 
+def is_wfdb(path: str | Path) -> bool:
+    """True if ``path`` names a WFDB record: its name, or its .hea, .dat or .atr."""
+    path = Path(path)
+    return path.suffix in (".hea", ".dat", ".atr") or (
+        path.suffix == "" and path.with_suffix(".hea").exists()
+    )
+
+
 def read_record(
     path: str | Path,
     channel: int = 0,
@@ -207,10 +215,12 @@ def read_record(
         ``.atr`` annotations are read when present), a CSV file (one value
         column, optionally preceded by a time column in seconds; a value of
         ``!``, a board's leads-off line in text mode, is a NaN sample with
-        ``leads_off`` set) or a UCR beat file (class label then the beat's
+        ``leads_off`` set; or a time column and one column per lead) or a
+        UCR beat file (no header; a whole-number class label then the beat's
         points on each line).
     channel : int
-        Signal number to read from a multi-channel WFDB record.
+        Signal number to read from a multi-channel WFDB record, or lead
+        (value column after the time column, from 0) of a multi-lead CSV.
     fs_hz : float, optional
         Sample rate; required for CSV without a time column and for UCR
         files; for WFDB it must match the header if given.
@@ -232,15 +242,15 @@ def read_record(
         If the sample rate is missing, invalid or contradicts ``fs_hz``.
     """
     path = Path(path)
-    if path.suffix in (".hea", ".dat", ".atr") or (
-        path.suffix == "" and path.with_suffix(".hea").exists()
-    ):
+    if is_wfdb(path):
         return read_wfdb(path, channel=channel, fs_hz=fs_hz)
     if not path.exists():
         raise RecordNotFound(f"{path}: no such record or file")
-    values, leads_off = _load_table(path)
-    if values.shape[1] >= 3:
+    values, leads_off, has_header = _load_table(path)
+    if values.shape[1] >= 3 and not has_header and _has_class_labels(values):
         return _record_from_ucr(path, values, fs_hz, gain_counts_per_mv)
+    if values.shape[1] >= 3:
+        values = _one_lead(path, values, channel)
     record = _record_from_csv(path, values, fs_hz, gain_counts_per_mv, baseline_counts)
     if not leads_off.any():
         return record
@@ -275,6 +285,7 @@ def read_wfdb(path: str | Path, channel: int = 0, fs_hz: float | None = None) ->
     except Exception as err:  # wfdb raises bare ValueError/Exception
         raise RecordFormatError(f"{header}: unreadable WFDB header ({err})") from err
     _check_wfdb_files(base, head)
+    _check_written_rate(header, float(head.fs))
     try:
         rec = _wfdb().rdrecord(str(base), physical=False)
     except Exception as err:
@@ -319,6 +330,37 @@ def read_wfdb(path: str | Path, channel: int = 0, fs_hz: float | None = None) ->
     )
 
 
+def _check_written_rate(header: Path, read_fs: float) -> None:
+    """Refuse a header whose sample rate ``wfdb`` did not read as written.
+
+    ``wfdb`` takes 250 Hz when the rate field does not parse (a negative
+    rate, a typo), which would run the chain at the wrong rate in silence.
+    The rate is the third field of the record line (the first line that is
+    not a comment), before any ``/counter`` or ``(base)`` part.
+    """
+    try:
+        lines = header.read_text(errors="replace").splitlines()
+    except OSError:
+        return  # rdheader has just read it; nothing more to say here
+    record_line = next((ln for ln in lines if ln.strip() and ln[0] != "#"), "")
+    fields = record_line.split()
+    if len(fields) < 3:
+        return  # no rate written: WFDB's documented default applies
+    written = fields[2].split("/")[0].split("(")[0]
+    try:
+        value = float(written)
+    except ValueError:
+        raise SampleRateError(
+            f"{header}: sample rate {fields[2]!r} is not a number"
+        ) from None
+    if not (value > 0 and math.isfinite(value)):
+        raise SampleRateError(f"{header}: sample rate {value:g} Hz is not usable")
+    if abs(value - read_fs) > 1e-6 * value:
+        raise SampleRateError(
+            f"{header}: sample rate {written} Hz in the header, read as {read_fs:g} Hz"
+        )
+
+
 def _check_wfdb_files(base: Path, head) -> None:
     """Check the signal file exists and is as long as the header says."""
     if head.n_sig is None or head.n_sig == 0:
@@ -356,13 +398,16 @@ def _read_atr(base: Path) -> Annotations | None:
     )
 
 
-def _load_table(path: Path) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+def _load_table(
+    path: Path,
+) -> tuple[NDArray[np.float64], NDArray[np.bool_], bool]:
     """Numbers of a text table and which of its rows are leads-off samples.
 
-    Returns values of shape (rows, columns) and flags of shape (rows,). The
-    first non-blank line may be a header. ``!`` as the value of a one- or
-    two-column row (a board's leads-off line in text mode) is NaN with the
-    row flagged. Errors name the file's line number.
+    Returns values of shape (rows, columns), flags of shape (rows,) and
+    whether the file had a header (its first non-blank line, if that is
+    not numbers). ``!`` as the value of a one- or two-column row (a board's
+    leads-off line in text mode) is NaN with the row flagged. Errors name
+    the file's line number.
     """
     try:
         text = path.read_text()
@@ -374,6 +419,7 @@ def _load_table(path: Path) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
     leads_off: list[bool] = []
     numbers: list[int] = []  # file line of each row
     header_allowed = True
+    has_header = False
     for number, line in enumerate(text.splitlines(), start=1):
         cells = line.replace(",", " ").replace(";", " ").split()
         if not cells:
@@ -384,6 +430,7 @@ def _load_table(path: Path) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
         except ValueError as err:
             if header_allowed:
                 header_allowed = False
+                has_header = True
                 continue
             raise RecordFormatError(
                 f"{path}:{number}: not a number in {line.strip()[:40]!r}"
@@ -405,7 +452,40 @@ def _load_table(path: Path) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
             raise RecordFormatError(
                 f"{path}:{number}: {len(row)} columns, expected {width}"
             )
-    return np.asarray(rows, dtype=np.float64), np.asarray(leads_off, dtype=np.bool_)
+    return (
+        np.asarray(rows, dtype=np.float64),
+        np.asarray(leads_off, dtype=np.bool_),
+        has_header,
+    )
+
+
+#: A UCR file's first column holds class labels: whole numbers, and few of
+#: them (ECG5000 has 5; the archive's largest sets have about 60). A first
+#: column of times in seconds, or of sample numbers, is neither.
+MAX_UCR_CLASSES = 64
+
+
+def _has_class_labels(values: NDArray[np.float64]) -> bool:
+    first = values[:, 0]
+    whole = bool(np.all(first == np.round(first)))
+    return whole and len(np.unique(first)) <= MAX_UCR_CLASSES
+
+
+def _one_lead(
+    path: Path, values: NDArray[np.float64], channel: int
+) -> NDArray[np.float64]:
+    """The time column and lead ``channel`` of a CSV with one column per lead."""
+    leads = values.shape[1] - 1
+    if not 0 <= channel < leads:
+        raise RecordFormatError(
+            f"{path}: no lead {channel}: the file has {leads} value columns after "
+            f"its time column (leads 0 to {leads - 1})"
+        )
+    if leads > 1:
+        log.info(
+            "%s: reading lead %d of %d (column %d)", path, channel, leads, channel + 2
+        )
+    return values[:, [0, channel + 1]]
 
 
 def _record_from_csv(
@@ -423,7 +503,9 @@ def _record_from_csv(
         step = float(np.median(steps))
         if np.max(np.abs(steps - step)) > 0.01 * step + 1e-9:
             raise SampleRateError(f"{path}: time column is not evenly spaced")
-        measured = 1.0 / step
+        # From the whole span: times rounded to a few decimals make single
+        # steps uneven (0.002778 s is 359.97 Hz), not their sum.
+        measured = (len(times_s) - 1) / float(times_s[-1] - times_s[0])
         if fs_hz is not None and abs(measured - fs_hz) > 0.01 * fs_hz:
             raise SampleRateError(
                 f"{path}: time column gives {measured:.2f} Hz, not {fs_hz} Hz"
@@ -501,7 +583,7 @@ def read_ucr(path: str | Path) -> UcrBeats:
     path = Path(path)
     if not path.exists():
         raise RecordNotFound(f"{path}: no such file")
-    values, _ = _load_table(path)
+    values, _, _ = _load_table(path)
     if values.shape[1] < 3:
         raise RecordFormatError(f"{path}: rows have fewer than 2 beat points")
     return UcrBeats(labels=values[:, 0].astype(np.int64), beats=values[:, 1:])

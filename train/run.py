@@ -156,9 +156,14 @@ def load_run(folder: str | Path) -> TrainingRun:
             raise BundleNotFound(
                 f"{folder / name}: missing (is {folder} a beatguard train output?)"
             )
-    _, keras = tensorflow_and_keras()
     try:
         info = json.loads((folder / TRAINING_FILE).read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise BundleCorrupt(
+            f"{folder / TRAINING_FILE}: training run unreadable: not JSON ({err})"
+        ) from err
+    _, keras = tensorflow_and_keras()
+    try:
         model = keras.models.load_model(
             folder / KERAS_FILE,
             compile=False,

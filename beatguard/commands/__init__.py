@@ -107,6 +107,8 @@ def writable_folder(path: str | Path, what: str) -> Path:
     from beatguard.device.errors import ConfigError
 
     folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{what} {folder}: cannot write there (a file, not a folder)")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".beatguard-write-test"):
@@ -116,3 +118,33 @@ def writable_folder(path: str | Path, what: str) -> Path:
             f"{what} {folder}: cannot write there ({err.strerror or err})"
         ) from err
     return folder
+
+
+def require_annotated_wfdb(path: str | Path) -> None:
+    """Refuse, before any work, a record an evaluation cannot score.
+
+    The evaluations match detected beats to reference beats, which only a
+    WFDB record's ``.atr`` annotations give: a CSV capture has none, and a
+    UCR file's beats are cut out of their recording.
+
+    Raises
+    ------
+    RecordNotFound
+        ``path`` is not a WFDB record.
+    RecordFormatError
+        The record has no ``.atr`` annotations.
+    """
+    from beatguard.device.errors import RecordFormatError, RecordNotFound
+    from beatguard.device.records import is_wfdb
+
+    if not is_wfdb(path):
+        if not Path(path).exists():
+            raise RecordNotFound(f"{path}: no such record or file")
+        raise RecordFormatError(
+            f"{path}: not a WFDB record; the evaluations need reference beats "
+            "(a .hea/.dat record with its .atr annotations)"
+        )
+    if not Path(path).with_suffix(".atr").exists():
+        raise RecordFormatError(
+            f"{path}: no reference annotations (.atr) to evaluate against"
+        )

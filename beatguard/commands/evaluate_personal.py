@@ -16,7 +16,7 @@ import logging
 import math
 from pathlib import Path
 
-from beatguard.commands import positive
+from beatguard.commands import positive, require_annotated_wfdb, writable_folder
 from beatguard.commands.train import add_fit_arguments, fit_settings
 
 log = logging.getLogger(__name__)
@@ -54,12 +54,15 @@ def run(args: argparse.Namespace) -> int:
     from beatguard.train.evaluate import evaluate_record
 
     out_json = Path(args.json)
-    work = (
+    writable_folder(out_json.parent, "--json")
+    for path in args.records:
+        require_annotated_wfdb(path)
+    work = writable_folder(
         Path(args.work_dir)
         if args.work_dir
-        else out_json.parent / (out_json.stem + "_runs")
+        else out_json.parent / (out_json.stem + "_runs"),
+        "--work-dir",
     )
-    work.mkdir(parents=True, exist_ok=True)
     settings = fit_settings(args)
     results = {}
     evaluations = []
@@ -80,7 +83,6 @@ def run(args: argparse.Namespace) -> int:
                 log.info("wrote %s", png)
     total = _total(results)
     out = {"records": results, "total": total, "train_minutes": args.train_minutes}
-    out_json.parent.mkdir(parents=True, exist_ok=True)
     out_json.write_text(json.dumps(_finite(out), indent=2) + "\n")
     for name, fig in results.items():
         print(

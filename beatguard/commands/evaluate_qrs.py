@@ -26,7 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
-from beatguard.commands import finite_float, non_negative, positive, whole
+from beatguard.commands import (
+    finite_float,
+    non_negative,
+    positive,
+    require_annotated_wfdb,
+    whole,
+    writable_folder,
+)
 from beatguard.device.chain import ChainConfig, beats_from_record
 from beatguard.device.errors import RecordFormatError
 from beatguard.device.evaluation import match_beats
@@ -80,6 +87,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.json:
+        writable_folder(args.json.parent, "--json")
+    for path in args.records:
+        require_annotated_wfdb(path)
     settings = {
         "skip_s": args.skip_s,
         "tolerance_s": args.tolerance_s,
@@ -102,7 +113,6 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(results, total))
     if args.json:
         out = {"records": results, "total": total, "settings": settings}
-        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=2) + "\n")
         log.info("wrote %s", args.json)
     return 0

@@ -87,3 +87,26 @@ def test_record_without_annotations_is_one_clear_line(tmp_path):
         f"beatguard evaluate: {tmp_path / 'bare'}: no reference annotations (.atr) "
         "to evaluate against"
     ]
+
+
+def test_a_csv_or_an_unwritable_json_is_refused_before_any_work(
+    mitdb, tmp_path, beatguard_cli
+):
+    capture = tmp_path / "capture.csv"
+    capture.write_text("ecg\n" + "\n".join(["512"] * 100) + "\n")
+    for kind in ("qrs", "personal"):
+        result = beatguard_cli("evaluate", kind, str(capture), "--json", "x.json")
+        assert result.returncode == 1
+        assert result.stderr.strip().splitlines() == [
+            f"beatguard evaluate: {capture}: not a WFDB record; the evaluations "
+            "need reference beats (a .hea/.dat record with its .atr annotations)"
+        ]
+        blocked = capture / "out.json"  # its parent is a file
+        result = beatguard_cli(
+            "evaluate", kind, str(mitdb / "106"), "--json", str(blocked)
+        )
+        assert result.returncode == 1 and result.stdout == ""
+        assert result.stderr.strip().splitlines() == [
+            f"beatguard evaluate: --json {capture}: cannot write there "
+            "(a file, not a folder)"
+        ]

@@ -134,6 +134,15 @@ def test_json_window_points_must_match_model(bundle_copy):
     assert "window_points" in _one_line(err.value)
 
 
+def test_json_chain_value_of_the_wrong_type_is_named_with_its_setting(bundle_copy):
+    _edit_meta(bundle_copy, lambda m: m["chain"].update(fs_hz="fast"))
+    with pytest.raises(BundleMismatch) as err:
+        load_bundle(bundle_copy).chain_config()
+    assert "signal-chain setting fs_hz must be a number, not 'fast'" in _one_line(
+        err.value
+    )
+
+
 def test_quantization_rounds_with_zero_point_and_clips_to_int8():
     q = Quantization(shape=(1, 4, 2), dtype="int8", scale=0.5, zero_point=-10)
     values = np.array([0.0, 0.74, -1.0, 1000.0, -1000.0])

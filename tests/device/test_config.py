@@ -74,6 +74,7 @@ def test_beatguard_run_help_lists_every_flag():
         ("[events]\nmax_size_mb = -1", r"\[events\] max_size_mb must be more than 0"),
         ("[link]\ntext_adc_bits = 30", r"\[link\] text_adc_bits must be at most 24"),
         ("[console]\ninterval_s = nan", r"\[console\] interval_s must be a finite"),
+        ("[alerts]\nburden_share = 7", r"\[alerts\] burden_share must be at most 1"),
     ],
 )
 def test_bad_file_is_one_clear_error_naming_file_and_key(tmp_path, toml, match):
@@ -84,12 +85,25 @@ def test_bad_file_is_one_clear_error_naming_file_and_key(tmp_path, toml, match):
     assert str(path) in str(info.value)
 
 
-def test_missing_file_and_out_of_range_values_are_refused(tmp_path):
+def test_missing_file_and_out_of_range_values_are_refused(tmp_path, capsys):
     with pytest.raises(ConfigError, match="no such file"):
         read_file(tmp_path / "absent.toml")
-    _, args = _parse(["--burden-share", "2"])
-    with pytest.raises(ConfigError, match="burden_share"):
+    for flag, value in [("--burden-share", "2"), ("--cooldown-s", "-5")]:
+        with pytest.raises(SystemExit) as info:  # argparse: one line, status 2
+            _parse([flag, value])
+        assert info.value.code == 2
+        assert f"{flag}: must be" in capsys.readouterr().err
+    # Limits that tie two settings together are checked once both are known.
+    _, args = _parse(["--hr-low-bpm", "120", "--hr-high-bpm", "100"])
+    with pytest.raises(ConfigError, match="hr_low_bpm < hr_high_bpm"):
         resolve(args)
+
+
+def test_a_config_file_that_is_not_text_is_named_in_one_line(tmp_path):
+    path = tmp_path / "binary.toml"
+    path.write_bytes(b"\xff\xfe[\x00l\x00")
+    with pytest.raises(ConfigError, match=r"binary.toml: not valid TOML"):
+        read_file(path)
 
 
 def test_example_deploy_config_is_valid_and_shows_every_setting():

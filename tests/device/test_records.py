@@ -116,6 +116,29 @@ def test_csv_without_time_column_needs_a_sample_rate(tmp_path):
     assert record.millivolts()[50] == pytest.approx(0.5)
 
 
+def test_multi_lead_csv_is_read_one_lead_at_a_time_not_as_ucr_beats(tmp_path):
+    t = np.arange(720) / 360.0
+    mlii, v5 = np.sin(2 * np.pi * t), np.cos(2 * np.pi * t)
+    rows = [f"{a:.6f},{b:.6f},{c:.6f}" for a, b, c in zip(t, mlii, v5, strict=True)]
+    with_header = tmp_path / "export.csv"
+    with_header.write_text("\n".join(["time,mlii,v5", *rows]) + "\n")
+    bare = tmp_path / "bare.csv"
+    bare.write_text("\n".join(rows) + "\n")
+    for path in (with_header, bare):
+        first = read_record(path)
+        assert first.fs_hz == pytest.approx(360.0) and first.annotations is None
+        np.testing.assert_allclose(first.millivolts(), mlii, atol=1e-6)
+        second = read_record(path, channel=1)
+        np.testing.assert_allclose(second.millivolts(), v5, atol=1e-6)
+    with pytest.raises(RecordFormatError, match=r"export.csv: no lead 2: .* 2 value"):
+        read_record(with_header, channel=2)
+    # Whole-number labels, no header: a UCR beat file, one beat per row.
+    ucr = tmp_path / "beats.txt"
+    ucr.write_text("1 0.1 0.2 0.3\n3 0.3 0.2 0.1\n")
+    beats = read_record(ucr, fs_hz=140.0)
+    assert beats.annotations.symbols == ["N", "V"] and len(beats.counts) == 6
+
+
 def test_csv_with_a_word_in_the_data_names_the_line(tmp_path):
     path = tmp_path / "bad.csv"
     path.write_text("ecg\n1\n2\noops\n")
@@ -188,6 +211,20 @@ def test_truncated_signal_file_is_a_format_error(mitdb, tmp_path):
     dat = tmp_path / "106.dat"
     dat.write_bytes(dat.read_bytes()[:100000])
     with pytest.raises(RecordFormatError, match=r"106\.dat: truncated"):
+        read_record(path)
+
+
+@pytest.mark.parametrize("rate", ["-360", "fast", "0"])
+def test_header_rate_that_wfdb_would_replace_by_250_hz_is_refused(
+    mitdb, tmp_path, rate
+):
+    path = _copy_record(mitdb, "106", tmp_path)
+    hea = tmp_path / "106.hea"
+    lines = hea.read_text().splitlines()
+    first = lines[0].split()
+    first[2] = rate
+    hea.write_text("\n".join([" ".join(first), *lines[1:]]) + "\n")
+    with pytest.raises((SampleRateError, RecordFormatError), match="106.hea: "):
         read_record(path)
 
 
