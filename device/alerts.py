@@ -35,6 +35,7 @@ import math
 from dataclasses import dataclass, field
 
 from beatguard.device.errors import ConfigError
+from beatguard.device.limits import Limits
 from beatguard.device.types import Beat, Quality
 
 logger = logging.getLogger(__name__)
@@ -71,6 +72,21 @@ class Alert:
     sample: int
     message: str
     details: dict = field(default_factory=dict)
+
+
+#: The values each alert setting may take; :class:`AlertSettings` checks
+#: them, and the runtime's flags and TOML file refuse a value outside them.
+ALERT_LIMITS: dict[str, Limits] = {
+    "run_beats": Limits(low=1),
+    "burden_share": Limits(above=0, high=1),
+    "burden_window_beats": Limits(low=1),
+    "hr_low_bpm": Limits(above=0),
+    "hr_high_bpm": Limits(above=0),
+    "hr_window_s": Limits(above=0),
+    "hr_hold_s": Limits(low=0),
+    "pause_s": Limits(above=0),
+    "cooldown_s": Limits(low=0),
+}
 
 
 @dataclass(frozen=True)
@@ -110,25 +126,16 @@ class AlertSettings:
 
     def __post_init__(self) -> None:
         problems = []
-        if self.run_beats < 1:
-            problems.append(f"run_beats must be >= 1, not {self.run_beats}")
-        if not 0.0 < self.burden_share <= 1.0:
-            problems.append(f"burden_share must be in (0, 1], not {self.burden_share}")
-        if self.burden_window_beats < 1:
+        for name, limits in ALERT_LIMITS.items():
+            value = getattr(self, name)
+            problem = limits.problem(value)
+            if problem is not None:
+                problems.append(f"{name} {problem}, not {value}")
+        if not self.hr_low_bpm < self.hr_high_bpm:
             problems.append(
-                f"burden_window_beats must be >= 1, not {self.burden_window_beats}"
-            )
-        if not 0.0 < self.hr_low_bpm < self.hr_high_bpm:
-            problems.append(
-                f"need 0 < hr_low_bpm < hr_high_bpm, not {self.hr_low_bpm} and "
+                f"need hr_low_bpm < hr_high_bpm, not {self.hr_low_bpm} and "
                 f"{self.hr_high_bpm}"
             )
-        for name in ("hr_window_s", "pause_s"):
-            if not getattr(self, name) > 0.0:
-                problems.append(f"{name} must be > 0, not {getattr(self, name)}")
-        for name in ("hr_hold_s", "cooldown_s"):
-            if not getattr(self, name) >= 0.0:
-                problems.append(f"{name} must be >= 0, not {getattr(self, name)}")
         if problems:
             raise ConfigError("alert settings: " + "; ".join(problems))
 

@@ -173,9 +173,9 @@ class ChainConfig:
         if unknown:
             raise ConfigError(f"unknown signal-chain settings: {', '.join(unknown)}")
         for name, value in d.items():
-            wanted = str if name == "normalization" else (int, float)
-            optional = getattr(cls, name) is None
-            if (value is None and optional) or (
+            default = getattr(cls, name)  # every setting has a default
+            wanted = str if isinstance(default, str) else (int, float)
+            if (value is None and default is None) or (
                 isinstance(value, wanted) and not isinstance(value, bool)
             ):
                 continue

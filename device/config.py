@@ -21,70 +21,15 @@ default.
 from __future__ import annotations
 
 import argparse
-import math
 import tomllib
-from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from beatguard.device.alerts import AlertSettings
+from beatguard.device.alerts import ALERT_LIMITS, AlertSettings
 from beatguard.device.errors import ConfigError
-
-
-@dataclass(frozen=True)
-class Limits:
-    """The values a number may take: finite, and within the bounds given.
-
-    Attributes
-    ----------
-    low, high : float, optional
-        Smallest and largest value allowed.
-    above, below : float, optional
-        Bounds the value must lie strictly beyond (``above=0``: positive).
-    """
-
-    low: float | None = None
-    high: float | None = None
-    above: float | None = None
-    below: float | None = None
-
-    def problem(self, value: float) -> str | None:
-        """What is wrong with ``value`` ("must be more than 0"), or None."""
-        if not math.isfinite(value):
-            return "must be a finite number"
-        if self.above is not None and not value > self.above:
-            return f"must be more than {self.above:g}"
-        if self.low is not None and value < self.low:
-            return f"must be at least {self.low:g}"
-        if self.below is not None and not value < self.below:
-            return f"must be less than {self.below:g}"
-        if self.high is not None and value > self.high:
-            return f"must be at most {self.high:g}"
-        return None
-
-    def argparse_type(self, kind: type = float) -> Callable[[str], float]:
-        """An argparse ``type``: text to ``kind`` (int or float), checked.
-
-        Its ``argparse.ArgumentTypeError`` is one line, e.g. "must be at
-        least 1, not 0".
-        """
-
-        def parse(text: str) -> float:
-            try:
-                value = kind(text)
-            except ValueError as err:
-                what = "a whole number" if kind is int else "a number"
-                raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from err
-            problem = self.problem(value)
-            if problem is not None:
-                raise argparse.ArgumentTypeError(f"{problem}, not {text}")
-            return value
-
-        parse.__name__ = kind.__name__
-        return parse
-
+from beatguard.device.limits import Limits
 
 POSITIVE = Limits(above=0)
 #: ADC resolutions in bits (0: unknown, no saturation check).
@@ -167,30 +112,31 @@ SETTINGS: tuple[Setting, ...] = (
             "record in this folder (record name: beatguard-<session>)", "DIR"),
     Setting("alerts", "run_beats", "--run-beats", int, _ALERT.run_beats,
             "consecutive abnormal beats that sound a run alert",
-            limits=Limits(low=1)),
+            limits=ALERT_LIMITS["run_beats"]),
     Setting("alerts", "burden_share", "--burden-share", float, _ALERT.burden_share,
             "share (0-1) of abnormal beats among recent beats that sounds a "
-            "burden alert", limits=Limits(above=0, high=1)),
+            "burden alert", limits=ALERT_LIMITS["burden_share"]),
     Setting("alerts", "burden_window_beats", "--burden-window-beats", int,
             _ALERT.burden_window_beats, "recent beats the burden is measured over",
-            limits=Limits(low=1)),
+            limits=ALERT_LIMITS["burden_window_beats"]),
     Setting("alerts", "hr_low_bpm", "--hr-low-bpm", float, _ALERT.hr_low_bpm,
             "heart rate below this (beats/min) for hr_hold_s sounds an alert",
-            limits=POSITIVE),
+            limits=ALERT_LIMITS["hr_low_bpm"]),
     Setting("alerts", "hr_high_bpm", "--hr-high-bpm", float, _ALERT.hr_high_bpm,
             "heart rate above this (beats/min) for hr_hold_s sounds an alert",
-            limits=POSITIVE),
+            limits=ALERT_LIMITS["hr_high_bpm"]),
     Setting("alerts", "hr_window_s", "--hr-window-s", float, _ALERT.hr_window_s,
-            "seconds of beats the heart rate is averaged over", limits=POSITIVE),
+            "seconds of beats the heart rate is averaged over",
+            limits=ALERT_LIMITS["hr_window_s"]),
     Setting("alerts", "hr_hold_s", "--hr-hold-s", float, _ALERT.hr_hold_s,
             "seconds the heart rate must stay out of limits before an alert",
-            limits=Limits(low=0)),
+            limits=ALERT_LIMITS["hr_hold_s"]),
     Setting("alerts", "pause_s", "--pause-s", float, _ALERT.pause_s,
             "seconds without a beat (good signal) that sound a pause alert",
-            limits=POSITIVE),
+            limits=ALERT_LIMITS["pause_s"]),
     Setting("alerts", "cooldown_s", "--cooldown-s", float, _ALERT.cooldown_s,
             "minimum seconds between two alerts of the same kind",
-            limits=Limits(low=0)),
+            limits=ALERT_LIMITS["cooldown_s"]),
     Setting("buzzer", "enabled", "--buzzer", bool, True,
             "sound alerts on a GPIO buzzer (--no-buzzer: silent)"),
     Setting("buzzer", "pin", "--buzzer-pin", str, "18",

@@ -7,7 +7,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from beatguard.device.config import Limits
+from beatguard.device.limits import Limits
 
 
 def number(kind: type = float, **limits: float) -> Callable[[str], float]:

@@ -35,7 +35,6 @@ from beatguard.commands import (
     writable_folder,
 )
 from beatguard.device.chain import ChainConfig, beats_from_record
-from beatguard.device.errors import RecordFormatError
 from beatguard.device.evaluation import match_beats
 from beatguard.device.records import Record, read_record
 
@@ -102,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     results: dict[str, dict] = {}
     chain_settings = None
     for path in args.records:
-        record = _prepare(read_record(path, channel=args.channel), path, args)
+        record = _prepare(read_record(path, channel=args.channel), args)
         config = ChainConfig.for_record(record, path, notch_hz=args.notch)
         chain_settings = config.to_dict()
         results[record.name] = evaluate_record(
@@ -118,11 +117,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _prepare(record: Record, path: str, args: argparse.Namespace) -> Record:
-    if record.annotations is None:
-        raise RecordFormatError(
-            f"{path}: no reference annotations (.atr) to evaluate against"
-        )
+def _prepare(record: Record, args: argparse.Namespace) -> Record:
     if args.invert:
         record = record.inverted()
     if args.resample_hz:
